@@ -1,0 +1,1 @@
+"""Configuration data (YAML). Nothing executable lives here; see engine.config."""

@@ -1,0 +1,270 @@
+"""Decoding on a time grid.
+
+CPU backend: PyAV (bundled ffmpeg). Frames are chosen on the presentation-timestamp grid ``k / fps`` (see
+:func:`kernels.align.on_grid`) and only the chosen frames are converted to RGB, scaled by swscale in the same pass.
+Video is yielded in chunks of ``chunk_frames`` so memory does not grow with film length; audio is decoded and
+resampled in pieces (:class:`kernels.audio.ChunkedResampler`) to mono float32.
+
+Times: ``t`` is the stream presentation time in seconds (``pts * time_base``), the clock on which EmoS sentence
+timestamps are given for clips that start at zero. Every ``t`` the engine stores comes from here.
+
+The GPU backend (NVIDIA DALI) lives in :mod:`engine.decode_dali` and has the same output contract.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from kernels.align import on_grid
+
+from .errors import MediaError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MediaInfo:
+    path: str
+    duration_s: float
+    has_video: bool
+    has_audio: bool
+    width: int = 0
+    height: int = 0
+    fps: float | None = None
+    rotation: int = 0
+    audio_rate: int = 0
+    audio_channels: int = 0
+
+
+@dataclass
+class FrameChunk:
+    frames: np.ndarray  # uint8 [n, H, W, 3] RGB
+    t: np.ndarray       # float64 [n] presentation times in seconds
+
+
+@dataclass
+class AudioTrack:
+    wave: np.ndarray    # float32 [n] mono
+    sample_rate: int
+    start_s: float      # time of wave[0]
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.wave) / self.sample_rate
+
+
+def _open(path: str):
+    import av
+    if not os.path.exists(path):
+        raise MediaError("media file not found", file=path)
+    if os.path.getsize(path) == 0:
+        raise MediaError("media file is empty (0 bytes)", file=path)
+    try:
+        return av.open(path, metadata_errors="ignore")
+    except Exception as exc:  # av.error.* (InvalidDataError, ...)
+        raise MediaError(f"not a readable media file ({type(exc).__name__}: {exc})", file=path) from None
+
+
+def probe(path: str) -> MediaInfo:
+    """Stream facts without decoding. Raises :class:`MediaError` for files that do not open as media."""
+    with _open(path) as c:
+        v = c.streams.video[0] if c.streams.video else None
+        a = c.streams.audio[0] if c.streams.audio else None
+        if v is None and a is None:
+            raise MediaError("no video or audio stream", file=path)
+        # duration = where the media timeline ends (a stream may start after zero)
+        dur = None
+        if c.duration is not None:
+            dur = c.duration / 1e6 + max(0.0, (c.start_time or 0) / 1e6)
+        for s in (v, a):
+            if s is not None and s.duration is not None and s.time_base is not None:
+                end = float((s.duration + (s.start_time or 0)) * s.time_base)
+                dur = end if dur is None else max(dur, end)
+        info = MediaInfo(path=path, duration_s=float(dur or 0.0), has_video=v is not None, has_audio=a is not None)
+        if v is not None:
+            info.width, info.height = v.codec_context.width, v.codec_context.height
+            rate = v.average_rate or v.guessed_rate
+            info.fps = float(rate) if rate else None
+        if a is not None:
+            info.audio_rate, info.audio_channels = a.codec_context.sample_rate, a.codec_context.channels
+        return info
+
+
+def _scaled_size(w: int, h: int, short_side: int) -> tuple[int, int]:
+    if not short_side or min(w, h) <= 0:
+        return w, h
+    s = short_side / min(w, h)
+    # even sizes keep swscale on its fast paths; never below 2 pixels
+    return max(2, int(round(w * s / 2)) * 2), max(2, int(round(h * s / 2)) * 2)
+
+
+def _rgb(frame, short_side: int) -> np.ndarray:
+    w, h = _scaled_size(frame.width, frame.height, short_side)
+    arr = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+    rot = getattr(frame, "rotation", 0) or 0
+    if rot % 360:
+        # `rotation` is the counterclockwise angle of the display matrix; np.rot90 turns counterclockwise
+        arr = np.ascontiguousarray(np.rot90(arr, k=int(round(rot / 90)) % 4))
+    return arr
+
+
+def iter_frames_pyav(path: str, fps: float | None, short_side: int = 256, chunk_frames: int = 32,
+                     threads: int = 0) -> Iterator[FrameChunk]:
+    """Frames on the ``k / fps`` grid (every frame when ``fps`` is falsy), in chunks, by presentation time."""
+    with _open(path) as c:
+        if not c.streams.video:
+            return
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        if threads:
+            stream.codec_context.thread_count = threads
+        tb = float(stream.time_base)
+        default_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / 25
+        frames, times = [], []
+        pending = None  # the previous frame: kept until the next one tells how long it was on screen
+        try:
+            for frame in c.decode(stream):
+                if frame.pts is None:
+                    continue
+                t = frame.pts * tb
+                if pending is not None:
+                    pf, pt = pending
+                    if t <= pt:  # out-of-order or duplicate timestamp: keep the first one shown
+                        continue
+                    if on_grid(pt, t, fps):
+                        frames.append(_rgb(pf, short_side))
+                        times.append(pt)
+                        if len(frames) >= chunk_frames:
+                            yield FrameChunk(np.stack(frames), np.asarray(times, dtype=np.float64))
+                            frames, times = [], []
+                pending = (frame, t)
+        except MediaError:
+            raise
+        except Exception as exc:
+            if pending is None:
+                raise MediaError(f"video does not decode ({type(exc).__name__}: {exc})", file=path) from None
+            # a truncated file: keep what decoded, say so
+            log.warning("%s: video decoding stopped early at %.2fs (%s)", path, pending[1], exc)
+        if pending is not None:
+            pf, pt = pending
+            dur = float(pf.duration * tb) if getattr(pf, "duration", None) else default_step
+            if on_grid(pt, pt + dur, fps):
+                frames.append(_rgb(pf, short_side))
+                times.append(pt)
+        if frames:
+            yield FrameChunk(np.stack(frames), np.asarray(times, dtype=np.float64))
+
+
+def prefetch(it: Iterator, depth: int = 2) -> Iterator:
+    """Run an iterator in a background thread, ``depth`` items ahead: decoding overlaps encoding.
+
+    PyAV and torch release the GIL while they work, so the two really run side by side.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for x in it:
+                if stop.is_set():
+                    return
+                q.put(x)
+            q.put(done)
+        except BaseException as exc:  # hand the error to the consumer
+            q.put(exc)
+
+    th = threading.Thread(target=work, daemon=True, name="decode-prefetch")
+    th.start()
+    try:
+        while True:
+            x = q.get()
+            if x is done:
+                return
+            if isinstance(x, BaseException):
+                raise x
+            yield x
+    finally:
+        stop.set()
+        while th.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                th.join(0.05)
+
+
+def decode_audio(path: str, sample_rate: int, chunk_s: float = 30.0) -> AudioTrack | None:
+    """The first audio stream as mono float32 at ``sample_rate`` (None when the file has no audio).
+
+    Channels are averaged; resampling uses torchaudio's sinc resampler, piece by piece.
+    """
+    import av
+    import torch
+
+    from kernels.audio import ChunkedResampler
+
+    with _open(path) as c:
+        if not c.streams.audio:
+            return None
+        stream = c.streams.audio[0]
+        src_rate = stream.codec_context.sample_rate or sample_rate
+        to_float = av.AudioResampler(format="fltp", layout=None, rate=None)  # sample format only
+        rs = ChunkedResampler(src_rate, sample_rate)
+        pieces, pending, n_pending = [], [], 0
+        start_s = None
+        chunk_n = int(chunk_s * src_rate)
+
+        def push(final=False):
+            nonlocal pending, n_pending
+            if pending:
+                pieces.append(rs.push(torch.from_numpy(np.concatenate(pending))).numpy())
+                pending, n_pending = [], 0
+            if final:
+                pieces.append(rs.flush().numpy())
+
+        try:
+            for frame in c.decode(stream):
+                if start_s is None and frame.pts is not None:
+                    start_s = float(frame.pts * stream.time_base)
+                for f in to_float.resample(frame):
+                    x = f.to_ndarray()  # [channels, n] planar float32
+                    pending.append(x.mean(axis=0, dtype=np.float32) if x.ndim == 2 else x.astype(np.float32))
+                    n_pending += pending[-1].shape[-1]
+                if n_pending >= chunk_n:
+                    push()
+        except Exception as exc:
+            if start_s is None:
+                raise MediaError(f"audio does not decode ({type(exc).__name__}: {exc})", file=path) from None
+            log.warning("%s: audio decoding stopped early (%s)", path, exc)
+        push(final=True)
+        wave = np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
+        return AudioTrack(wave=wave, sample_rate=sample_rate, start_s=start_s or 0.0)
+
+
+def select_backend(requested: str = "auto") -> str:
+    """``pyav`` or ``dali``. ``auto`` picks DALI only when CUDA is usable and DALI imports."""
+    if requested in ("pyav", "cpu"):
+        return "pyav"
+    if requested not in ("auto", "dali"):
+        raise ValueError(f"decode.backend must be auto, pyav or dali, not {requested!r}")
+    from . import decode_dali
+    ok, why = decode_dali.available()
+    if ok:
+        return "dali"
+    if requested == "dali":
+        raise RuntimeError(f"decode.backend=dali but DALI cannot run here: {why}")
+    return "pyav"
+
+
+def iter_frames(path: str, fps: float | None, backend: str = "pyav", **kw) -> Iterator[FrameChunk]:
+    """Frames on the time grid from the chosen backend (see :func:`select_backend`)."""
+    if backend == "dali":
+        from .decode_dali import iter_frames_dali
+        return iter_frames_dali(path, fps, **kw)
+    return iter_frames_pyav(path, fps, **kw)

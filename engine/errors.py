@@ -1,0 +1,22 @@
+"""Errors that name the item and the file, so a report line says what to do."""
+from __future__ import annotations
+
+
+class ItemError(Exception):
+    """An item that cannot be (fully) extracted. Fails that item alone, never the run."""
+
+    def __init__(self, message: str, item: str | None = None, file: str | None = None, kind: str = "error"):
+        super().__init__(message)
+        self.message, self.item, self.file, self.kind = message, item, file, kind
+
+    def line(self) -> str:
+        where = f" [{self.file}]" if self.file else ""
+        return f"{self.item or '?'}: {self.message}{where}"
+
+
+class MediaError(ItemError):
+    """Media that does not decode: missing, empty, truncated, not a video."""
+
+
+class MetadataError(ItemError):
+    """JSON or table metadata that cannot be used: malformed, impossible timestamps."""

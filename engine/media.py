@@ -1,0 +1,73 @@
+"""Writing small real media with PyAV (H.264 + AAC in mp4): the demo corpus and the tests make theirs here.
+
+>>> write_media("/tmp/x.mp4", 2.0, frame_fn=lambda t: solid(64, 48, int(t * 100)))   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Callable, Sequence
+
+import numpy as np
+
+TIME_BASE = Fraction(1, 1000)  # ms pts: exact for the frame times tests choose
+
+
+def solid(width: int, height: int, level: int) -> np.ndarray:
+    """A uniform grey RGB frame."""
+    return np.full((height, width, 3), np.clip(level, 0, 255), np.uint8)
+
+
+def tone(freq_hz: float, amp: float = 0.3) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda t: (amp * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def write_media(path: str, duration_s: float, fps: float = 25.0, size: tuple[int, int] = (160, 120),
+                frame_fn: Callable[[float], np.ndarray] | None = None,
+                audio_fn: Callable[[np.ndarray], np.ndarray] | None = None, audio_rate: int = 44100,
+                audio_s: float | None = None, frame_times: Sequence[float] | None = None, video: bool = True,
+                rotation: int = 0) -> None:
+    """Write an mp4. ``frame_times`` (seconds) gives explicit, possibly variable, presentation times; by default
+    frames sit at ``k / fps``. ``audio_fn(t)`` maps sample times to mono samples; ``audio_s`` lets the audio be
+    longer or shorter than the video. ``rotation`` sets the display-matrix rotation (degrees)."""
+    import av
+
+    w, h = size
+    frame_fn = frame_fn or (lambda t: solid(w, h, 128))
+    times = list(frame_times) if frame_times is not None else [k / fps for k in range(int(round(duration_s * fps)))]
+    with av.open(path, "w", format="mp4") as c:
+        vs = None
+        if video:
+            vs = c.add_stream("libx264", rate=int(round(fps)))
+            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+            vs.time_base = TIME_BASE
+            vs.codec_context.time_base = TIME_BASE
+            vs.options = {"preset": "ultrafast", "tune": "zerolatency", "bf": "0"}
+        aus = None
+        if audio_fn is not None:
+            aus = c.add_stream("aac", rate=audio_rate, layout="mono")
+        if vs is not None:
+            for t in times:
+                img = frame_fn(t)
+                fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                fr.pts = int(round(t / TIME_BASE))
+                fr.time_base = TIME_BASE
+                if rotation:
+                    fr.rotation = rotation
+                for pkt in vs.encode(fr):
+                    c.mux(pkt)
+            for pkt in vs.encode():
+                c.mux(pkt)
+        if aus is not None:
+            n = int(round((audio_s if audio_s is not None else duration_s) * audio_rate))
+            step = 1024
+            for i in range(0, n, step):
+                t = (np.arange(i, min(n, i + step)) / audio_rate)
+                samples = audio_fn(t).astype(np.float32)[None, :]
+                af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+                af.sample_rate = audio_rate
+                af.pts = i
+                af.time_base = Fraction(1, audio_rate)
+                for pkt in aus.encode(af):
+                    c.mux(pkt)
+            for pkt in aus.encode():
+                c.mux(pkt)

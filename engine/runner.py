@@ -1,0 +1,117 @@
+"""Ray placement: extraction actors pinned to GPUs (``num_gpus=1``), CPU actors where there is none.
+
+Ray does the scheduling, restarts and retries (``max_restarts``, ``max_task_retries``, resource requests); this
+module only keeps a bounded number of items in flight per actor (backpressure: the driver holds item specs and
+small results, never features) and turns each finished task into an :class:`ItemResult`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .dataset import Item
+from .worker import ItemProcessor, ItemResult, RunPlan
+
+log = logging.getLogger(__name__)
+PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def init_ray(address: str | None, quiet: bool = False) -> bool:
+    """Join ``address`` (or ``auto``) or start a local Ray. Returns whether this call started it."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local runs need no token; a cluster sets its own
+    import ray
+    if ray.is_initialized():
+        return False
+    kw = dict(log_to_driver=not quiet, logging_level=logging.WARNING, include_dashboard=False,
+              runtime_env={"env_vars": {"PYTHONPATH": PROJECT_ROOT}})
+    if address:
+        ray.init(address=address, **kw)
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, **kw)
+    return True
+
+
+def placement(workers: int = 0) -> tuple[int, dict]:
+    """How many actors, and the resources of each, from what the cluster has."""
+    import ray
+    res = ray.cluster_resources()
+    gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
+    if gpus:
+        n = workers or gpus
+        return n, {"num_gpus": 1 if n <= gpus else gpus / n, "num_cpus": max(1, cpus // n)}
+    n = workers or max(1, cpus // 2)
+    return n, {"num_cpus": max(1, cpus // n)}
+
+
+def _actor_class():
+    import ray
+
+    @ray.remote
+    class ExtractionActor:
+        """One per GPU (or per CPU share): loads each model once, then handles items one by one."""
+
+        def __init__(self, plan: RunPlan):
+            self.proc = ItemProcessor(plan)
+
+        def process(self, item: Item) -> ItemResult:
+            return self.proc.process(item)
+
+        def pid(self) -> int:
+            return os.getpid()
+
+    return ExtractionActor
+
+
+def run_items(items: Iterable[Item], plan: RunPlan, workers: int, max_restarts: int, max_task_retries: int,
+              in_flight_per_worker: int = 2, on_result: Callable[[ItemResult], None] | None = None,
+              on_start: Callable[[list], None] | None = None) -> list[ItemResult]:
+    """Run ``items`` through a pool of actors; one result per item, in completion order."""
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    n, resources = placement(workers)
+    plan.threads = plan.threads or int(resources.get("num_cpus", 1))
+    Actor = _actor_class()
+    actors = [Actor.options(max_restarts=max_restarts, max_task_retries=max_task_retries, **resources).remote(plan)
+              for _ in range(n)]
+    if on_start:
+        on_start(actors)
+    log.info("%d extraction actor(s), each %s", n, resources)
+    queue = deque(items)
+    busy: dict = {}  # ref -> (item, actor index)
+    load = [0] * n
+    results: list[ItemResult] = []
+    try:
+        while queue or busy:
+            for a in range(n):
+                while queue and load[a] < in_flight_per_worker:
+                    item = queue.popleft()
+                    busy[actors[a].process.remote(item)] = (item, a)
+                    load[a] += 1
+            ready, _ = ray.wait(list(busy), num_returns=1, timeout=1.0)
+            for ref in ready:
+                item, a = busy.pop(ref)
+                load[a] -= 1
+                try:
+                    res = ray.get(ref)
+                except (RayActorError, RayTaskError) as exc:  # retries used up: this item fails alone
+                    res = ItemResult(id=item.id, status="failed", source=item.source,
+                                     error=f"{item.id}: worker failed after {max_task_retries} retries "
+                                           f"({type(exc).__name__}) [{item.media}]")
+                    if isinstance(exc, RayActorError):  # a dead actor is replaced, the run goes on
+                        actors[a] = Actor.options(max_restarts=max_restarts, max_task_retries=max_task_retries,
+                                                  **resources).remote(plan)
+                results.append(res)
+                if on_result:
+                    on_result(res)
+    finally:
+        for actor in actors:
+            try:
+                ray.kill(actor)
+            except Exception:  # pragma: no cover - already gone
+                pass
+    return results
+

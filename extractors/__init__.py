@@ -1,0 +1,78 @@
+"""Extractor registry.
+
+An extractor is one module in this package plus one YAML in ``configs/extractors/``. The registry reads the YAMLs
+(cheap, no model library imported) and imports an extractor's module only when one is created, inside a worker.
+
+>>> from extractors import available
+>>> "frame_stats" in available()
+True
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import yaml
+
+from .base import MODALITIES, Extractor, ExtractorSpec
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "extractors"
+
+
+class UnknownExtractor(KeyError):
+    pass
+
+
+def _load_spec(path: Path) -> ExtractorSpec:
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: an extractor config must be a mapping")
+    known = set(ExtractorSpec.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+    spec = ExtractorSpec(**raw)
+    if spec.modality not in MODALITIES:
+        raise ValueError(f"{path}: modality must be one of {MODALITIES}, not {spec.modality!r}")
+    module = spec.entry.split(":", 1)[0]
+    if not module.startswith("extractors.") or ":" not in spec.entry:
+        raise ValueError(f"{path}: entry must look like 'extractors.module:Class', got {spec.entry!r}")
+    return spec
+
+
+def available(config_dir: Path | None = None) -> dict[str, ExtractorSpec]:
+    """All extractor specs by name, read from their YAML files."""
+    specs = {}
+    for path in sorted((config_dir or CONFIG_DIR).glob("*.yaml")):
+        spec = _load_spec(path)
+        specs[spec.name] = spec
+    return specs
+
+
+def get_spec(name: str, overrides: dict | None = None) -> ExtractorSpec:
+    """The spec of one extractor, with optional overrides (e.g. ``{"fps": 2, "params": {"model": "..."}}``)."""
+    specs = available()
+    if name not in specs:
+        raise UnknownExtractor(f"unknown extractor {name!r}; known: {', '.join(sorted(specs))}")
+    spec = specs[name]
+    if overrides:
+        merged = {k: getattr(spec, k) for k in ExtractorSpec.__dataclass_fields__}
+        for k, v in overrides.items():
+            if k not in merged:
+                raise ValueError(f"extractor {name}: unknown setting {k!r}")
+            merged[k] = {**merged[k], **v} if k == "params" and isinstance(v, dict) else v
+        spec = ExtractorSpec(**merged)
+    return spec
+
+
+def create(spec: ExtractorSpec, device: str = "cpu", precision: str = "fp32") -> Extractor:
+    """Instantiate an extractor (imports its module). Call ``setup()`` before use."""
+    module_name, cls_name = spec.entry.split(":", 1)
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    if not (isinstance(cls, type) and issubclass(cls, Extractor)):
+        raise TypeError(f"{spec.entry} is not an Extractor")
+    return cls(spec, device=device, precision=precision)
+
+
+__all__ = ["Extractor", "ExtractorSpec", "UnknownExtractor", "available", "create", "get_spec", "MODALITIES"]

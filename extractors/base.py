@@ -1,0 +1,94 @@
+"""The seam between an encoder and the engine.
+
+An extractor knows nothing of Ray, Zarr or the CLI. It declares what it needs (its :class:`ExtractorSpec`, read
+from ``configs/extractors/<name>.yaml``) and maps decoded media to a feature array:
+
+- visual: ``extract(frames)`` with ``frames`` uint8 ``[B, H, W, 3]`` RGB, in presentation order; one row per frame.
+- audio: ``extract(wave, sample_rate)`` with a mono float32 wave; returns ``(features [N, D], t [N])`` where ``t``
+  are frame centres in seconds from the first sample (see :func:`kernels.align.frame_centres`).
+- text: ``extract(texts, lang)``; one row per text.
+
+``setup()`` loads weights; it runs once, inside the worker that will use the model.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MODALITIES = ("visual", "audio", "text")
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """What an extractor declares: read from its YAML, never from code."""
+
+    name: str
+    entry: str                      # "extractors.module:Class"
+    modality: str                   # visual | audio | text
+    description: str
+    dim: int
+    fps: float | None = None        # visual input rate (None or 0: every frame)
+    sample_rate: int | None = None  # audio input rate
+    device: str = "any"             # cpu | gpu | any
+    batch_size: int = 16
+    params: dict = field(default_factory=dict)
+
+    def digest(self) -> str:
+        """A digest of everything that changes this extractor's output."""
+        payload = {k: getattr(self, k) for k in
+                   ("name", "entry", "modality", "dim", "fps", "sample_rate", "params")}
+        raw = json.dumps(payload, sort_keys=True, ensure_ascii=True, default=str)
+        return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+class Extractor:
+    """Base class. Subclasses set ``version`` when their output changes for the same config."""
+
+    version = "1"
+
+    def __init__(self, spec: ExtractorSpec, device: str = "cpu", precision: str = "fp32"):
+        self.spec = spec
+        self.device = device
+        self.precision = precision
+
+    # ---- life cycle -------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Load weights. Called once per worker before the first item."""
+
+    def begin_item(self) -> None:
+        """Reset per-item state (e.g. the previous frame for motion energy)."""
+
+    # ---- description ------------------------------------------------------------------------------------------
+    def attrs(self) -> dict[str, Any]:
+        """Attributes stored with the modality so a reader can always tell features apart."""
+        rate = self.spec.fps if self.spec.modality == "visual" else None
+        return {
+            "extractor": self.spec.name,
+            "extractor_version": self.version,
+            "model": self.model_id(),
+            "dim": self.spec.dim,
+            "rate_hz": rate,
+            "params": dict(self.spec.params),
+            "config_digest": self.spec.digest(),
+        }
+
+    def model_id(self) -> str:
+        """Model id or digest of the weights; extractors with weights override this."""
+        return "none"
+
+    # ---- work -------------------------------------------------------------------------------------------------
+    def extract(self, *args, **kwargs) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def file_digest(path: str, size: int = 16) -> str:
+    """blake2b of a weights file, for attrs (weights are the model's identity)."""
+    h = hashlib.blake2b(digest_size=size)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

