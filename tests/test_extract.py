@@ -1,0 +1,124 @@
+"""End to end: CLI -> real Ray actors -> real encoders -> Zarr store, and the cache on re-runs."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import zarr
+
+from engine.labels import BASIC7
+from engine.reader import open_store
+
+from .conftest import FAST
+
+
+def _chunk(store_dir, item, group):
+    return store_dir / item / group / "features" / "c" / "0" / "0"
+
+
+def test_end_to_end_writes_the_store_contract(corpus, tmp_path, run_extract):
+    out = tmp_path / "out"
+    code, printed = run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST)
+    assert code == 0
+    assert "2 item(s): 2 written" in printed and str(out / "stream.zarr") in printed
+
+    root = zarr.open_group(str(out / "stream.zarr"), mode="r")
+    assert sorted(root.group_keys()) == ["Alpha Film", "Beta Film"]
+    item = root["Beta Film"]
+    a = dict(item.attrs)
+    assert a["complete"] is True and a["lang"] == "zh"
+    assert a["source"] == "datasets/streaming-finalsplit/Beta Film/Beta Film.mp4"
+    for group, dim in (("visual", 4), ("audio", 64), ("text", 384)):
+        f, t = item[f"{group}/features"], item[f"{group}/t"]
+        assert f.shape[1] == dim and f.shape[0] == t.shape[0] > 0
+        assert t.dtype == np.float64 and np.all(np.diff(t[:]) >= 0)
+        assert item[group].attrs["extractor"] in FAST.split(",")
+        assert f.metadata.dimension_names == ("time", "feature")
+    # visual rows sit on the 4 fps grid of a 12 fps film: 0, 0.25, 0.5 ...
+    np.testing.assert_allclose(item["visual/t"][:4], [0, 0.25, 0.5, 0.75], atol=1e-6)
+    # text rows are the segment starts; segments stored exactly as the JSON gives them
+    meta = json.loads((corpus / "datasets/streaming-finalsplit/Beta Film/sentence_level_timestamps.json").read_text())
+    assert a["duration_s"] == pytest.approx(meta["duration"], abs=0.1)
+    np.testing.assert_array_equal(item["segments/start"][:], [s["start"] for s in meta["segments"]])
+    np.testing.assert_array_equal(item["segments/end"][:], [s["end"] for s in meta["segments"]])
+    np.testing.assert_array_equal(item["text/t"][:], [s["start"] for s in meta["segments"]])
+    assert list(item["segments/text"][:]) == [s["text"] for s in meta["segments"]]
+    # labels: Neutral, Sadness, Surprise in Basic-7 order; one turning point per change
+    assert item["labels/primary"][:].tolist() == [BASIC7.index(e) for e in ("Neutral", "Sadness", "Surprise")]
+    assert item["labels/turning_points"][:].tolist() == [1, 2]
+    assert list(item["labels/goemotions"].attrs["names"])[:3] == ["admiration", "amusement", "anger"]
+
+    report = json.loads((out / "stream.report.json").read_text())
+    assert report["counts"] == {"ok": 2}
+
+
+def test_second_run_rewrites_nothing_and_force_does(corpus, tmp_path, run_extract):
+    out = tmp_path / "out"
+    assert run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST)[0] == 0
+    chunk = _chunk(out / "stream.zarr", "Alpha Film", "visual")
+    before = (chunk.stat().st_ino, chunk.stat().st_mtime_ns)
+    code, printed = run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST)
+    assert code == 0 and "0 written, 2 cached" in printed
+    assert (chunk.stat().st_ino, chunk.stat().st_mtime_ns) == before
+    code, printed = run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST, "--force")
+    assert code == 0 and "2 written" in printed
+    assert chunk.stat().st_ino != before[0]
+
+
+def test_changing_one_extractor_recomputes_only_its_group(corpus, tmp_path, run_extract):
+    out = tmp_path / "out"
+    assert run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST)[0] == 0
+    store = out / "stream.zarr"
+    audio_before = _chunk(store, "Alpha Film", "audio").stat().st_ino
+    visual_before = np.array(open_store(store).item("Alpha Film").groups["visual"].features)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("extractors:\n  frame_stats:\n    params: {size: 32}\n")
+    code, printed = run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST,
+                                "--config", cfg)
+    assert code == 0 and "2 written" in printed
+    report = json.loads((out / "stream.report.json").read_text())
+    for r in report["items"]:
+        assert r["computed"] == ["visual"] and sorted(r["reused"]) == ["audio", "text"]
+    # the audio chunk is the same file (hard link), visual is new
+    assert _chunk(store, "Alpha Film", "audio").stat().st_ino == audio_before
+    item = open_store(store).item("Alpha Film")
+    assert item.groups["visual"].attrs["params"] == {"size": 32}
+    assert not np.array_equal(np.asarray(item.groups["visual"].features), visual_before)
+
+
+def test_changed_labels_rewrite_labels_but_reuse_features(corpus, tmp_path, run_extract):
+    out = tmp_path / "out"
+    assert run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST)[0] == 0
+    emo = corpus / "datasets/streaming-finalsplit/Alpha Film/Alpha Film.emotion.json"
+    emo.write_text(emo.read_text().replace('"Sadness', '"Fear'), encoding="utf-8")
+    code, _ = run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST)
+    assert code == 0
+    report = {r["id"]: r for r in json.loads((out / "stream.report.json").read_text())["items"]}
+    assert report["Alpha Film"]["status"] == "ok" and report["Alpha Film"]["computed"] == []
+    assert report["Beta Film"]["status"] == "cached"
+    assert open_store(out / "stream.zarr").item("Alpha Film").labels["primary"][0] == BASIC7.index("Fear")
+
+
+def test_list_extractors_and_dry_run(corpus, capsys):
+    from engine.extract import main
+    assert main(["--list-extractors"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("frame_stats", "efficientnet_lite0", "logmel", "egemaps", "e5_small"):
+        assert name in listed
+    assert main(["--split", "stream", "--root", str(corpus), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "Alpha Film" in printed and "2 stream item(s), 0 with problems" in printed
+
+
+def test_item_names_never_escape_the_output_folder(tmp_path):
+    from engine.dataset import check_item_id
+    from engine.store import FeatureStore
+    for bad in ("..", "../x", "a/b", ".hidden", "", "x\x00y", "__meta"):
+        assert check_item_id(bad) is not None
+    assert check_item_id("Good Morning, Vietnam") is None and check_item_id("The Devil's Advocate") is None
+    store = FeatureStore(tmp_path, "stream")
+    with pytest.raises(ValueError):
+        store.item_path("../../etc")
+    assert not os.path.exists(tmp_path.parent / "etc")
