@@ -24,11 +24,11 @@ def tone(freq_hz: float, amp: float = 0.3) -> Callable[[np.ndarray], np.ndarray]
 def write_media(path: str, duration_s: float, fps: float = 25.0, size: tuple[int, int] = (160, 120),
                 frame_fn: Callable[[float], np.ndarray] | None = None,
                 audio_fn: Callable[[np.ndarray], np.ndarray] | None = None, audio_rate: int = 44100,
-                audio_s: float | None = None, frame_times: Sequence[float] | None = None, video: bool = True,
-                rotation: int = 0) -> None:
+                audio_s: float | None = None, frame_times: Sequence[float] | None = None,
+                video: bool = True) -> None:
     """Write an mp4. ``frame_times`` (seconds) gives explicit, possibly variable, presentation times; by default
     frames sit at ``k / fps``. ``audio_fn(t)`` maps sample times to mono samples; ``audio_s`` lets the audio be
-    longer or shorter than the video. ``rotation`` sets the display-matrix rotation (degrees)."""
+    longer or shorter than the video (see :func:`set_rotation` for rotated media)."""
     import av
 
     w, h = size
@@ -38,7 +38,8 @@ def write_media(path: str, duration_s: float, fps: float = 25.0, size: tuple[int
         vs = None
         if video:
             vs = c.add_stream("libx264", rate=int(round(fps)))
-            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+            # 4:2:0 needs even sizes; odd sizes are written in 4:4:4 (H.264 High 4:4:4)
+            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"
             vs.time_base = TIME_BASE
             vs.codec_context.time_base = TIME_BASE
             vs.options = {"preset": "ultrafast", "tune": "zerolatency", "bf": "0"}
@@ -51,8 +52,6 @@ def write_media(path: str, duration_s: float, fps: float = 25.0, size: tuple[int
                 fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
                 fr.pts = int(round(t / TIME_BASE))
                 fr.time_base = TIME_BASE
-                if rotation:
-                    fr.rotation = rotation
                 for pkt in vs.encode(fr):
                     c.mux(pkt)
             for pkt in vs.encode():
@@ -71,3 +70,28 @@ def write_media(path: str, duration_s: float, fps: float = 25.0, size: tuple[int
                     c.mux(pkt)
             for pkt in aus.encode():
                 c.mux(pkt)
+
+
+_IDENTITY = bytes.fromhex("00010000" "00000000" "00000000" "00000000" "00010000" "00000000" "00000000" "00000000"
+                          "40000000")
+
+
+def set_rotation(path: str, degrees: int) -> None:
+    """Write a display-matrix rotation into the video track header (``tkhd``) of an mp4, as phones do.
+
+    PyAV cannot set it when writing; the matrix is a fixed field of the box, so it is patched in place.
+    ``degrees`` is counterclockwise, as PyAV's ``VideoFrame.rotation`` reports it (90, 180 or 270).
+    """
+    import math
+    c, s = round(math.cos(math.radians(degrees))), round(math.sin(math.radians(degrees)))
+    fx = lambda v: (v * 0x10000) & 0xFFFFFFFF  # noqa: E731  16.16 fixed point, two's complement
+    # ffmpeg reads the tkhd matrix transposed into its display matrix: [a b; c d] = [cos sin; -sin cos]
+    matrix = b"".join(x.to_bytes(4, "big") for x in (fx(c), fx(-s), 0, fx(s), fx(c), 0, 0, 0, 0x40000000))
+    data = bytearray(open(path, "rb").read())
+    box = data.find(b"tkhd")
+    at = data.find(_IDENTITY, box)
+    if box < 0 or at < 0 or at - box > 96:
+        raise ValueError(f"{path}: no video track header with an identity matrix")
+    data[at:at + 36] = matrix
+    with open(path, "wb") as fh:
+        fh.write(data)

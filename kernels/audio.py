@@ -62,11 +62,12 @@ class ChunkedResampler:
 
 
 def log_mel(wave: torch.Tensor, sample_rate: int, n_mels: int, win_s: float, hop_s: float) -> torch.Tensor:
-    """Log-mel frames ``[N, n_mels]`` of a mono wave, non-centred (frame i covers ``[i*hop, i*hop + win)``)."""
+    """Log-mel frames ``[N, n_mels]`` of a mono wave, non-centred: frame i covers exactly ``[i*hop, i*hop + win)``
+    (``n_fft == win``: a larger FFT would widen the frame and move its centre away from ``win / 2``)."""
     win, hop = round(win_s * sample_rate), round(hop_s * sample_rate)
     if wave.numel() < win:
         return torch.zeros(0, n_mels, dtype=torch.float32, device=wave.device)
     mel = torchaudio.transforms.MelSpectrogram(
-        sample_rate=sample_rate, n_fft=max(512, 1 << (win - 1).bit_length()), win_length=win, hop_length=hop,
+        sample_rate=sample_rate, n_fft=win, win_length=win, hop_length=hop,
         n_mels=n_mels, center=False, power=2.0).to(wave.device)
     return torch.log(mel(wave.float()) + 1e-6).transpose(0, 1).contiguous()

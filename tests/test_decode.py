@@ -1,0 +1,149 @@
+"""Decoding on the time grid, on generated video whose frames carry their own timestamp in their brightness."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.decode import decode_audio, iter_frames_pyav, probe, select_backend
+from engine.errors import MediaError
+from engine.media import set_rotation, solid, tone, write_media
+
+W, H = 64, 48
+
+
+def level(t: float) -> int:
+    return int(round(20 + t * 40))  # 20 .. 220 over 5 s; H.264 keeps a flat frame within +-3
+
+
+def frames_of(path, fps, **kw):
+    chunks = list(iter_frames_pyav(str(path), fps, short_side=0, **kw))
+    if not chunks:
+        return np.zeros((0, H, W, 3), np.uint8), np.zeros(0)
+    return np.concatenate([c.frames for c in chunks]), np.concatenate([c.t for c in chunks])
+
+
+def assert_content_matches_time(frames, t):
+    got = frames.reshape(len(frames), -1).mean(axis=1)
+    want = np.array([level(x) for x in t])
+    assert np.abs(got - want).max() < 4, list(zip(t, got, want))
+
+
+def test_constant_rate_sampled_at_4fps(tmp_path):
+    p = tmp_path / "cfr.mp4"
+    write_media(str(p), 3.0, fps=25, size=(W, H), frame_fn=lambda t: solid(W, H, level(t)))
+    frames, t = frames_of(p, 4)
+    # the frame on screen at k/4 s is the last one at or before it: 0, 0.24, 0.48, 0.72, 1.0, ...
+    np.testing.assert_allclose(t, [np.floor(k / 4 * 25 + 1e-9) / 25 for k in range(12)], atol=1e-6)
+    assert_content_matches_time(frames, t)
+
+
+def test_every_frame_and_chunks_are_bounded(tmp_path):
+    p = tmp_path / "all.mp4"
+    write_media(str(p), 2.0, fps=25, size=(W, H), frame_fn=lambda t: solid(W, H, level(t)))
+    chunks = list(iter_frames_pyav(str(p), None, short_side=0, chunk_frames=7))
+    assert all(len(c.t) <= 7 for c in chunks)
+    t = np.concatenate([c.t for c in chunks])
+    np.testing.assert_allclose(t, np.arange(50) / 25, atol=1e-6)
+    assert_content_matches_time(np.concatenate([c.frames for c in chunks]), t)
+
+
+def test_variable_frame_rate_and_late_first_timestamp(tmp_path):
+    times = [0.5, 0.56, 0.7, 1.0, 1.04, 1.5, 2.2, 2.23, 2.9]
+    p = tmp_path / "vfr.mp4"
+    write_media(str(p), 3.0, frame_times=times, size=(W, H), frame_fn=lambda t: solid(W, H, level(t)))
+    frames, t = frames_of(p, None)
+    np.testing.assert_allclose(t, times, atol=1e-6)
+    assert_content_matches_time(frames, t)
+    frames, t = frames_of(p, 2)  # grid 0, .5, 1, 1.5, 2, 2.5: nothing is on screen before 0.5
+    np.testing.assert_allclose(t, [0.5, 1.0, 1.5, 2.23], atol=1e-6)
+    assert_content_matches_time(frames, t)
+    assert probe(str(p)).duration_s == pytest.approx(2.9 + 1 / 25, abs=0.1)
+
+
+def test_odd_size_is_scaled_by_short_side_and_one_frame_video(tmp_path):
+    p = tmp_path / "odd.mp4"
+    write_media(str(p), 1.0, fps=5, size=(161, 97), frame_fn=lambda t: solid(161, 97, 100))
+    chunk = next(iter_frames_pyav(str(p), None, short_side=48))
+    assert chunk.frames.shape[1:] == (48, 80, 3)  # 97 -> 48 rows, width keeps the aspect ratio (even)
+    one = tmp_path / "one.mp4"
+    write_media(str(one), 0.04, frame_times=[0.0], size=(W, H), frame_fn=lambda t: solid(W, H, 90))
+    frames, t = frames_of(one, 4)
+    assert t.tolist() == [0.0] and frames.shape == (1, H, W, 3)
+
+
+@pytest.mark.parametrize("degrees", [90, 270])
+def test_rotation_metadata_is_applied(tmp_path, degrees):
+    p = tmp_path / "rot.mp4"
+    img = np.zeros((H, W, 3), np.uint8)
+    img[:, : W // 2] = 255  # left half white
+    write_media(str(p), 0.5, fps=4, size=(W, H), frame_fn=lambda t: img)
+    set_rotation(str(p), degrees)
+    frames, _ = frames_of(p, None)
+    assert frames.shape[1:3] == (W, H)  # shown upright: width and height swap
+    # a counterclockwise quarter turn brings the left half to the bottom; a clockwise one to the top
+    top, bottom = frames[0, : W // 2 - 4].mean(), frames[0, W // 2 + 4:].mean()
+    white_at_bottom = degrees == 90
+    assert (bottom > 200 and top < 50) if white_at_bottom else (top > 200 and bottom < 50)
+
+
+def test_audio_is_mono_at_the_requested_rate_and_may_outlast_the_video(tmp_path):
+    p = tmp_path / "av.mp4"
+    write_media(str(p), 2.0, fps=10, size=(W, H), audio_fn=tone(440, 0.5), audio_rate=44100, audio_s=3.0)
+    info = probe(str(p))
+    assert info.has_audio and info.duration_s == pytest.approx(3.0, abs=0.1)
+    track = decode_audio(str(p), 16000, chunk_s=0.5)  # many pieces: chunked resampling must be seamless
+    assert track.sample_rate == 16000 and track.wave.dtype == np.float32
+    assert len(track.wave) / 16000 == pytest.approx(3.0, abs=0.1)
+    spec = np.abs(np.fft.rfft(track.wave[4000:36000]))
+    assert np.argmax(spec) * 16000 / 32000 == pytest.approx(440, abs=2)
+    short = tmp_path / "short.mp4"
+    write_media(str(short), 2.0, fps=10, size=(W, H), audio_fn=tone(440), audio_s=0.5)
+    assert len(decode_audio(str(short), 16000).wave) / 16000 == pytest.approx(0.5, abs=0.05)
+
+
+def test_no_audio_and_bad_files(tmp_path):
+    p = tmp_path / "silent.mp4"
+    write_media(str(p), 1.0, fps=10, size=(W, H))
+    assert probe(str(p)).has_audio is False and decode_audio(str(p), 16000) is None
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    for bad, words in ((empty, "empty"), (junk, "not a readable media file"), (tmp_path / "nope.mp4", "not found")):
+        with pytest.raises(MediaError, match=words) as e:
+            probe(str(bad))
+        assert e.value.file == str(bad)
+
+
+def test_truncated_file_keeps_what_decodes(tmp_path):
+    p = tmp_path / "full.mp4"
+    write_media(str(p), 3.0, fps=25, size=(W, H), frame_fn=lambda t: solid(W, H, level(t)))
+    data = p.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    try:
+        frames, t = frames_of(cut, None)
+    except MediaError as exc:  # moov atom at the end: nothing decodes, and the error says so
+        assert exc.file == str(cut)
+        return
+    assert len(t) < 75
+    if len(t):
+        assert_content_matches_time(frames, t)
+
+
+def test_backend_selection_without_a_gpu():
+    assert select_backend("pyav") == "pyav"
+    assert select_backend("auto") == "pyav"  # no CUDA here
+    with pytest.raises(RuntimeError, match="DALI cannot run here"):
+        select_backend("dali")
+    with pytest.raises(ValueError):
+        select_backend("ffmpeg")
+
+
+def test_dali_reader_is_configured_by_timestamp_in_bounded_sequences():
+    from engine.decode_dali import pipeline_kwargs
+    kw = pipeline_kwargs("/x.mp4", chunk_frames=32, short_side=256, width=1920, height=1080)
+    r = kw["reader"]
+    assert r["device"] == "gpu" and r["enable_timestamps"] is True
+    assert r["sequence_length"] == r["step"] == 32 and r["stride"] == 1  # walk the file once, one sequence held
+    assert kw["resize"] == {"resize_x": 456, "resize_y": 256}
