@@ -68,7 +68,8 @@ def _open(path: str):
     try:
         return av.open(path, metadata_errors="ignore")
     except Exception as exc:  # av.error.* (InvalidDataError, ...)
-        raise MediaError(f"not a readable media file ({type(exc).__name__}: {exc})", file=path) from None
+        why = getattr(exc, "strerror", None) or str(exc)  # PyAV's str() repeats the path
+        raise MediaError(f"not a readable media file ({why})", file=path) from None
 
 
 def probe(path: str) -> MediaInfo:

@@ -179,8 +179,9 @@ def main(argv=None) -> int:
     report = write_report(report_path, args.split, results, wall,
                           {"root": str(root), "store": str(store.path),
                            "groups": {g.name: g.spec.name for g in groups}})
-    if not args.quiet:
-        print(summary_table(results))
+    table = summary_table(results, failed_only=args.quiet)  # --quiet still names every failure
+    if table:
+        print(table)
     c = report["counts"]
     media = report["media_s"]
     print(f"\n{len(results)} item(s): {c.get('ok', 0)} written, {c.get('cached', 0)} cached, "

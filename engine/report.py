@@ -30,8 +30,12 @@ def write_report(path: Path, split: str, results: list[ItemResult], wall_s: floa
     return report
 
 
-def summary_table(results: list[ItemResult], max_rows: int = 60) -> str:
-    """Status per item and seconds per modality, as a plain-text table."""
+def summary_table(results: list[ItemResult], max_rows: int = 60, failed_only: bool = False) -> str:
+    """Status per item and seconds per modality, as a plain-text table (failures first)."""
+    if failed_only:
+        results = [r for r in results if r.status == "failed"]
+        if not results:
+            return ""
     groups = sorted({g for r in results for g in r.seconds})
     head = ["item", "status", "media s", *[f"{g} s" for g in groups], "note"]
     rows = []
