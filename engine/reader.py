@@ -128,7 +128,7 @@ class ItemView:
             return {}
         out = {}
         for child in sorted(p for p in g.iterdir() if (p / "zarr.json").is_file()):
-            out[child.name] = np.asarray(load_array(child))
+            out[child.name] = np.array(load_array(child))  # small: loaded into RAM
         return out
 
     def segment_at(self, t0: float, t1: float) -> int:
