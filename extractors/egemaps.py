@@ -27,4 +27,7 @@ class EGeMAPS(Extractor):
         df = self.smile.process_signal(np.asarray(wave, np.float32), sample_rate)
         start = df.index.get_level_values("start").total_seconds().to_numpy()
         end = df.index.get_level_values("end").total_seconds().to_numpy()
-        return df.to_numpy(np.float32), (start + end) / 2.0
+        # openSMILE indexes frames by [start, end); the last one is cut at the signal's end, so the centre is
+        # taken from the regular frame length, not from each row's own end
+        half = float(np.median(end - start)) / 2.0
+        return df.to_numpy(np.float32), start + half

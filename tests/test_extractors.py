@@ -1,0 +1,107 @@
+"""The offline default extractors on generated media: shapes, times, determinism, and what they mean."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import extractors as registry
+from extractors import ExtractorSpec
+
+
+def make(name, **overrides):
+    ex = registry.create(registry.get_spec(name, overrides or None))
+    ex.setup()
+    ex.begin_item()
+    return ex
+
+
+def frames(n=6, h=60, w=80, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, size=(n, h, w, 3), dtype=np.uint8)
+
+
+def wave(seconds=2.0, sr=16000, f0=220.0):
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * f0 * t) + 0.01 * np.random.default_rng(0).normal(size=len(t))).astype(
+        np.float32)
+
+
+def test_registry_lists_every_yaml_and_rejects_bad_entries(tmp_path):
+    specs = registry.available()
+    assert {"frame_stats", "efficientnet_lite0", "logmel", "fbank", "egemaps", "e5_small"} <= set(specs)
+    assert all(s.description and s.dim > 0 for s in specs.values())
+    (tmp_path / "evil.yaml").write_text("name: evil\nentry: os:system\nmodality: visual\ndescription: x\ndim: 1\n")
+    with pytest.raises(ValueError, match="extractors.module:Class"):
+        registry.available(tmp_path)
+    (tmp_path / "evil.yaml").write_text("name: x\nentry: extractors.x:X\nmodality: smell\ndescription: x\ndim: 1\n")
+    with pytest.raises(ValueError, match="modality"):
+        registry.available(tmp_path)
+    with pytest.raises(registry.UnknownExtractor):
+        registry.get_spec("nope")
+    a, b = registry.get_spec("frame_stats"), registry.get_spec("frame_stats", {"params": {"size": 32}})
+    assert a.digest() != b.digest() and b.params["size"] == 32
+
+
+def test_efficientnet_lite0_is_pretrained_and_deterministic():
+    ex = make("efficientnet_lite0")
+    f = frames(4, 120, 160)
+    a, b = ex.extract(f), ex.extract(f)
+    assert a.shape == (4, 1280) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert "blake2b:" in ex.attrs()["model"]
+    # ImageNet features separate a striped pattern from flat grey far more than two greys from each other
+    grey = np.full((2, 120, 160, 3), 120, np.uint8)
+    grey[1] += 10
+    stripes = np.zeros((1, 120, 160, 3), np.uint8)
+    stripes[:, :, ::8] = 255
+    g = ex.extract(np.concatenate([grey, stripes]))
+    assert np.linalg.norm(g[0] - g[1]) < 0.5 * np.linalg.norm(g[0] - g[2])
+
+
+def test_frame_stats_sees_brightness_motion_and_cuts():
+    ex = make("frame_stats")
+    dark = np.full((3, 48, 64, 3), 20, np.uint8)
+    bright = np.full((3, 48, 64, 3), 230, np.uint8)
+    out = np.concatenate([ex.extract(dark), ex.extract(bright)])  # two chunks: state carries across
+    assert out.shape == (6, 4)
+    assert out[0, 0] == pytest.approx(20 / 255, abs=1e-3) and out[3, 0] == pytest.approx(230 / 255, abs=1e-3)
+    assert np.argmax(out[:, 3]) == 3 and out[3, 3] > 0.9 and out[4, 3] < 0.01  # the cut, and only the cut
+    assert out[3, 2] > 0.5 and out[1, 2] == 0
+
+
+@pytest.mark.parametrize("name,dim", [("logmel", 64), ("fbank", 80), ("egemaps", 25)])
+def test_audio_extractors_give_frame_centres(name, dim):
+    ex = make(name)
+    feats, t = ex.extract(wave(2.0), 16000)
+    assert feats.shape[1] == dim and len(feats) == len(t)
+    assert 190 <= len(t) <= 200  # 10 ms hop over 2 s
+    assert t[0] == pytest.approx(0.0125 if name != "egemaps" else t[0], abs=1e-6)
+    np.testing.assert_allclose(np.diff(t), 0.01, atol=1e-6)
+    f2, t2 = ex.extract(wave(2.0), 16000)
+    np.testing.assert_array_equal(feats, f2)
+    assert ex.attrs()["rate_hz"] == pytest.approx(100.0)
+    empty, te = ex.extract(np.zeros(100, np.float32), 16000)
+    assert empty.shape == (0, dim) and len(te) == 0
+
+
+def test_logmel_energy_follows_pitch():
+    ex = make("logmel")
+    low, _ = ex.extract(wave(1.0, f0=200.0), 16000)
+    high, _ = ex.extract(wave(1.0, f0=2000.0), 16000)
+    assert np.argmax(low.mean(0)) < np.argmax(high.mean(0))
+
+
+def test_e5_places_a_translation_nearer_than_an_unrelated_sentence():
+    ex = make("e5_small")
+    v = ex.extract(["I will never forgive you for leaving me.", "我永远不会原谅你离开我。",
+                    "The train to the airport leaves every ten minutes."], "en")
+    assert v.shape == (3, 384)
+    cos = v @ v.T / np.outer(np.linalg.norm(v, axis=1), np.linalg.norm(v, axis=1))
+    assert cos[0, 1] > cos[0, 2] + 0.05
+    np.testing.assert_allclose(ex.extract(["我永远不会原谅你离开我。"], "zh")[0], v[1], atol=1e-6)
+    assert ex.extract([], "en").shape == (0, 384)
+
+
+def test_spec_is_plain_data():
+    s = registry.get_spec("logmel")
+    assert isinstance(s, ExtractorSpec) and s.modality == "audio" and s.sample_rate == 16000
