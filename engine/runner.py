@@ -57,7 +57,9 @@ def _actor_class():
             self.proc = ItemProcessor(plan)
 
         def process(self, item: Item) -> ItemResult:
-            return self.proc.process(item)
+            res = self.proc.process(item)
+            res.node = ray.get_runtime_context().get_node_id()
+            return res
 
         def pid(self) -> int:
             return os.getpid()

@@ -54,6 +54,7 @@ class ItemResult:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     worker_pid: int = 0
+    node: str = ""                   # the Ray node that ran it (set by the actor)
 
 
 class ItemProcessor:
