@@ -36,19 +36,18 @@ class ExtractorSpec:
     device: str = "any"             # cpu | gpu | any
     batch_size: int = 16
     params: dict = field(default_factory=dict)
+    version: int = 1                # bump in the YAML when the output changes for the same settings
 
     def digest(self) -> str:
         """A digest of everything that changes this extractor's output."""
         payload = {k: getattr(self, k) for k in
-                   ("name", "entry", "modality", "dim", "fps", "sample_rate", "params")}
+                   ("name", "entry", "modality", "dim", "fps", "sample_rate", "params", "version")}
         raw = json.dumps(payload, sort_keys=True, ensure_ascii=True, default=str)
         return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
 class Extractor:
-    """Base class. Subclasses set ``version`` when their output changes for the same config."""
-
-    version = "1"
+    """Base class. When an extractor's output changes for the same settings, bump ``version`` in its YAML."""
 
     def __init__(self, spec: ExtractorSpec, device: str = "cpu", precision: str = "fp32"):
         self.spec = spec
@@ -68,7 +67,7 @@ class Extractor:
         rate = self.spec.fps if self.spec.modality == "visual" else None
         return {
             "extractor": self.spec.name,
-            "extractor_version": self.version,
+            "extractor_version": self.spec.version,
             "model": self.model_id(),
             "dim": self.spec.dim,
             "rate_hz": rate,

@@ -15,6 +15,10 @@ class LogMel(Extractor):
         p = self.spec.params
         return float(p.get("win_s", 0.025)), float(p.get("hop_s", 0.010))
 
+    def model_id(self) -> str:
+        import torchaudio
+        return f"torchaudio {torchaudio.__version__} {type(self).__name__} (no weights)"
+
     def attrs(self):
         win, hop = self._framing()
         return {**super().attrs(), "rate_hz": 1.0 / hop, "win_s": win, "hop_s": hop,

@@ -53,6 +53,12 @@ def test_end_to_end_writes_the_store_contract(corpus, tmp_path, run_extract):
     report = json.loads((out / "stream.report.json").read_text())
     assert report["counts"] == {"ok": 2}
 
+    from engine.inspect import inspect_store, main as inspect_main
+    summary = inspect_store(out / "stream.zarr")
+    assert summary["complete"] == 2 and summary["incomplete"] == 0 and summary["bytes"] > 0
+    assert summary["groups"]["visual"]["rate_hz"] == 4.0 and summary["groups"]["text"]["dim"] == 384
+    assert inspect_main([str(out / "stream.zarr")]) == 0
+
 
 def test_second_run_rewrites_nothing_and_force_does(corpus, tmp_path, run_extract):
     out = tmp_path / "out"
