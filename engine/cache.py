@@ -36,7 +36,8 @@ class ItemPlan:
 
 def plan_item(item: Item, groups: list[Group], old_attrs: dict | None, force: bool) -> ItemPlan:
     old = old_attrs if old_attrs and old_attrs.get("complete") is True else {}
-    media = media_fingerprint(item.media, old.get("media")) if item.media else None
+    media = media_fingerprint(item.media, old.get("media") or item.media_fp) if item.media else None
+    item.media_fp = media
     meta_fp = item.meta_fingerprint()
     text_digest = digest([(s.start_s, s.end_s, s.text) for s in item.segments], item.lang)
     keys, compute, reuse = {}, [], []

@@ -56,6 +56,7 @@ class Item:
     meta: dict = field(default_factory=dict)          # extra item attrs (film title, global offsets, ...)
     warnings: list[str] = field(default_factory=list)
     error: ItemError | None = None
+    media_fp: dict | None = None                      # set by the driver once hashed: workers need not rehash
 
     def meta_fingerprint(self) -> str:
         """Digest of everything but the media that ends up in the store (segments, labels, attrs)."""
