@@ -20,6 +20,13 @@ def resize_short_side(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=out, mode="bilinear", align_corners=False, antialias=True)
 
 
+def resize_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Scale to exactly ``h x w`` (aspect ratio not kept, as SigLIP's preprocessing does)."""
+    if tuple(x.shape[-2:]) == (h, w):
+        return x
+    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+
+
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     """Central ``size x size`` crop (pads with zeros if the image is smaller)."""
     h, w = x.shape[-2:]
