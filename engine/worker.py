@@ -130,7 +130,7 @@ class ItemProcessor:
             for name in plan.reuse:
                 if name not in missing:
                     writer.reuse_group(name, self.store.item_path(item.id))
-            self._segments_and_labels(item, writer)
+            self._segments_and_labels(item, writer, duration)
             present = [g.name for g in self.plan.groups if g.name not in missing]
             if item.split == "static":
                 self._pool(writer, present)
@@ -225,12 +225,13 @@ class ItemProcessor:
             writer.write_modality(g.name, self._cast(feats)[order], t[order], ex.attrs())
             res.seconds[g.name] = round(time.perf_counter() - t0, 3)
 
-    def _segments_and_labels(self, item: Item, writer) -> None:
+    def _segments_and_labels(self, item: Item, writer, duration_s: float) -> None:
         segs = item.segments
         writer.write_array("segments/start", np.array([s.start_s for s in segs], np.float64), ("segment",),
                            {"units": "s"})
-        writer.write_array("segments/end", np.array([s.end_s for s in segs], np.float64), ("segment",),
-                           {"units": "s"})
+        # a static clip's one segment runs "to the end" (inf in discovery, which opens no media): store the end
+        ends = [duration_s if np.isinf(s.end_s) else s.end_s for s in segs]
+        writer.write_array("segments/end", np.array(ends, np.float64), ("segment",), {"units": "s"})
         writer.write_array("segments/text", np.array([s.text for s in segs], dtype=object), ("segment",))
         for name, arr in item.labels.items():
             dims = ("segment", "label")[:np.ndim(arr)] if name != "turning_points" else ("turning_point",)
