@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from kernels.align import frame_centres
-from kernels.audio import log_mel
+from kernels.audio import frame_spans, log_mel
 
 from .base import Extractor
 
@@ -39,8 +39,9 @@ class KaldiFbank(LogMel):
         win, hop = self._framing()
         if len(wave) < round(win * sample_rate):
             return np.zeros((0, self.spec.dim), np.float32), np.zeros(0)
-        x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None] * 32768.0
-        feats = torchaudio.compliance.kaldi.fbank(
-            x, sample_frequency=sample_rate, num_mel_bins=int(self.spec.params.get("n_mels", self.spec.dim)),
-            frame_length=win * 1000, frame_shift=hop * 1000, dither=0.0, snip_edges=True)
+        x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)) * 32768.0
+        spans = frame_spans(len(x), round(win * sample_rate), round(hop * sample_rate), 6000)
+        feats = torch.cat([torchaudio.compliance.kaldi.fbank(  # piece by piece: bounded memory on long films
+            x[a:b][None], sample_frequency=sample_rate, num_mel_bins=int(self.spec.params.get("n_mels", self.spec.dim)),
+            frame_length=win * 1000, frame_shift=hop * 1000, dither=0.0, snip_edges=True) for a, b, _ in spans])
         return feats.numpy(), frame_centres(len(feats), hop, win)

@@ -61,13 +61,35 @@ class ChunkedResampler:
         return self._emit(None)
 
 
-def log_mel(wave: torch.Tensor, sample_rate: int, n_mels: int, win_s: float, hop_s: float) -> torch.Tensor:
+def frame_spans(n_samples: int, win: int, hop: int, max_frames: int) -> list[tuple[int, int, int]]:
+    """Split a non-centred framing into pieces of at most ``max_frames`` frames: ``(first_sample, end_sample,
+    n_frames)`` per piece. Frame i covers ``[i*hop, i*hop + win)``, so pieces give exactly the frames of one call
+    on the whole signal while only one piece is in memory."""
+    total = 0 if n_samples < win else 1 + (n_samples - win) // hop
+    spans = []
+    for f0 in range(0, total, max_frames):
+        n = min(max_frames, total - f0)
+        spans.append((f0 * hop, (f0 + n - 1) * hop + win, n))
+    return spans
+
+
+def log_mel(wave: torch.Tensor, sample_rate: int, n_mels: int, win_s: float, hop_s: float,
+            max_frames: int = 6000) -> torch.Tensor:
     """Log-mel frames ``[N, n_mels]`` of a mono wave, non-centred: frame i covers exactly ``[i*hop, i*hop + win)``
-    (``n_fft == win``: a larger FFT would widen the frame and move its centre away from ``win / 2``)."""
+    (``n_fft == win``: a larger FFT would widen the frame and move its centre away from ``win / 2``).
+
+    Computed ``max_frames`` frames at a time (60 s at a 10 ms hop), so the spectrogram of a long film never
+    sits in memory whole."""
     win, hop = round(win_s * sample_rate), round(hop_s * sample_rate)
-    if wave.numel() < win:
+    spans = frame_spans(wave.numel(), win, hop, max_frames)
+    if not spans:
         return torch.zeros(0, n_mels, dtype=torch.float32, device=wave.device)
     mel = torchaudio.transforms.MelSpectrogram(
         sample_rate=sample_rate, n_fft=win, win_length=win, hop_length=hop,
         n_mels=n_mels, center=False, power=2.0).to(wave.device)
-    return torch.log(mel(wave.float()) + 1e-6).transpose(0, 1).contiguous()
+    out = torch.empty(sum(n for _, _, n in spans), n_mels, dtype=torch.float32, device=wave.device)
+    row = 0
+    for a, b, n in spans:
+        out[row:row + n] = torch.log(mel(wave[a:b].float()) + 1e-6).transpose(0, 1)
+        row += n
+    return out

@@ -74,3 +74,11 @@ def test_image_kernels():
     assert torch.allclose(luma(x)[0, 0, 0], 0.299 * x[0, 0, 0, 0] + 0.587 * x[0, 1, 0, 0] + 0.114 * x[0, 2, 0, 0])
     padded = center_crop(x, 10)
     assert padded.shape[-2:] == (10, 10)
+
+
+def test_log_mel_in_pieces_equals_one_pass():
+    x = torch.randn(16000 * 3 + 77)
+    whole = log_mel(x, 16000, 32, 0.025, 0.010, max_frames=10**9)
+    pieces = log_mel(x, 16000, 32, 0.025, 0.010, max_frames=37)
+    assert pieces.shape == whole.shape == (1 + (len(x) - 400) // 160, 32)
+    torch.testing.assert_close(pieces, whole, atol=1e-4, rtol=1e-5)
