@@ -167,7 +167,9 @@ def main(argv=None) -> int:
             results += run_items(todo, plan, workers=args.workers or int(run.get("workers", 0)),
                                  max_restarts=int(run.get("max_restarts", 4)),
                                  max_task_retries=int(run.get("max_task_retries", 2)),
-                                 in_flight_per_worker=int(run.get("in_flight_per_worker", 2)), on_result=on_result)
+                                 in_flight_per_worker=int(run.get("in_flight_per_worker", 2)),
+                                 items_per_task=int((run.get("items_per_task") or {}).get(args.split, 1)),
+                                 on_result=on_result)
         finally:
             if bar is not None:
                 bar.close()

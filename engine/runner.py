@@ -56,10 +56,12 @@ def _actor_class():
         def __init__(self, plan: RunPlan):
             self.proc = ItemProcessor(plan)
 
-        def process(self, item: Item) -> ItemResult:
-            res = self.proc.process(item)
-            res.node = ray.get_runtime_context().get_node_id()
-            return res
+        def process(self, items: list[Item]) -> list[ItemResult]:
+            node = ray.get_runtime_context().get_node_id()
+            results = self.proc.process_many(items)
+            for r in results:
+                r.node = node
+            return results
 
         def pid(self) -> int:
             return os.getpid()
@@ -68,9 +70,14 @@ def _actor_class():
 
 
 def run_items(items: Iterable[Item], plan: RunPlan, workers: int, max_restarts: int, max_task_retries: int,
-              in_flight_per_worker: int = 2, on_result: Callable[[ItemResult], None] | None = None,
+              in_flight_per_worker: int = 2, items_per_task: int = 1,
+              on_result: Callable[[ItemResult], None] | None = None,
               on_start: Callable[[list], None] | None = None) -> list[ItemResult]:
-    """Run ``items`` through a pool of actors; one result per item, in completion order."""
+    """Run ``items`` through a pool of actors; one result per item, in completion order.
+
+    Items travel in tasks of ``items_per_task`` (short static clips share encoder batches inside the actor);
+    each actor has at most ``in_flight_per_worker`` tasks queued, so memory stays flat on any corpus size.
+    """
     import ray
     from ray.exceptions import RayActorError, RayTaskError
 
@@ -82,33 +89,36 @@ def run_items(items: Iterable[Item], plan: RunPlan, workers: int, max_restarts: 
     if on_start:
         on_start(actors)
     log.info("%d extraction actor(s), each %s", n, resources)
-    queue = deque(items)
-    busy: dict = {}  # ref -> (item, actor index)
+    items = list(items)
+    step = max(1, items_per_task)
+    queue = deque(items[i:i + step] for i in range(0, len(items), step))
+    busy: dict = {}  # ref -> (items, actor index)
     load = [0] * n
     results: list[ItemResult] = []
     try:
         while queue or busy:
             for a in range(n):
                 while queue and load[a] < in_flight_per_worker:
-                    item = queue.popleft()
-                    busy[actors[a].process.remote(item)] = (item, a)
+                    task = queue.popleft()
+                    busy[actors[a].process.remote(task)] = (task, a)
                     load[a] += 1
             ready, _ = ray.wait(list(busy), num_returns=1, timeout=1.0)
             for ref in ready:
-                item, a = busy.pop(ref)
+                task, a = busy.pop(ref)
                 load[a] -= 1
                 try:
-                    res = ray.get(ref)
-                except (RayActorError, RayTaskError) as exc:  # retries used up: this item fails alone
-                    res = ItemResult(id=item.id, status="failed", source=item.source,
-                                     error=f"{item.id}: worker failed after {max_task_retries} retries "
-                                           f"({type(exc).__name__}) [{item.media}]")
-                    if isinstance(exc, RayActorError):  # a dead actor is replaced, the run goes on
+                    done = ray.get(ref)
+                except (RayActorError, RayTaskError) as exc:  # retries used up: these items fail, the run goes on
+                    done = [ItemResult(id=it.id, status="failed", source=it.source,
+                                       error=f"{it.id}: worker failed after {max_task_retries} retries "
+                                             f"({type(exc).__name__}) [{it.media}]") for it in task]
+                    if isinstance(exc, RayActorError):  # a dead actor is replaced
                         actors[a] = Actor.options(max_restarts=max_restarts, max_task_retries=max_task_retries,
                                                   **resources).remote(plan)
-                results.append(res)
-                if on_result:
-                    on_result(res)
+                for res in done:
+                    results.append(res)
+                    if on_result:
+                        on_result(res)
     finally:
         for actor in actors:
             try:

@@ -47,7 +47,14 @@ class ExtractorSpec:
 
 
 class Extractor:
-    """Base class. When an extractor's output changes for the same settings, bump ``version`` in its YAML."""
+    """Base class. When an extractor's output changes for the same settings, bump ``version`` in its YAML.
+
+    ``stateful``: whether a row depends on earlier frames of the same item (motion, cuts). Stateless visual
+    extractors get batches that mix frames of several items; stateful ones see each item's frames alone, in order,
+    after ``begin_item()``.
+    """
+
+    stateful = True
 
     def __init__(self, spec: ExtractorSpec, device: str = "cpu", precision: str = "fp32"):
         self.spec = spec

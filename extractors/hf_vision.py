@@ -49,6 +49,7 @@ def _size_field(size, key):
 
 class HFVision(Extractor):
     """A Hugging Face image encoder. Random-init models appear in tests only; see the module docstring."""
+    stateful = False  # one frame in, one row out: frames of several items may share a batch
 
     def setup(self) -> None:
         from transformers import AutoConfig, AutoImageProcessor, AutoModel

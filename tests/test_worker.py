@@ -1,0 +1,53 @@
+"""A worker's batch of items: shared encoder batches give each item the same rows as alone; failures stay alone."""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.config import load_config
+from engine.dataset import discover
+from engine.extract import make_groups
+from engine.reader import open_store
+from engine.store import FeatureStore
+from engine.worker import ItemProcessor, RunPlan
+
+from .conftest import make_corpus
+
+FILMS = {f"Clip {k}": ("en" if k % 2 else "zh", f"Clip {k}", [("A short line.", "Joy", 1.0 + 0.3 * k),
+                                                             ("Another short line.", "Fear", 1.0)])
+         for k in range(3)}
+
+
+def run(tmp_path, name, items, batch):
+    out = tmp_path / name
+    FeatureStore(out, "stream").create()
+    plan = RunPlan(out=str(out), split="stream", groups=make_groups(load_config(), "efficientnet_lite0,e5_small"),
+                   decode={"short_side": 64, "chunk_frames": 5})
+    proc = ItemProcessor(plan)
+    results = proc.process_many(items) if batch else [proc.process(it) for it in items]
+    return results, open_store(out / "stream.zarr")
+
+
+def test_items_sharing_encoder_batches_get_the_rows_they_would_get_alone(tmp_path):
+    root = make_corpus(tmp_path / "emos", FILMS)
+    items = discover("stream", root)
+    alone, a = run(tmp_path, "alone", items, batch=False)
+    together, b = run(tmp_path, "together", discover("stream", root), batch=True)
+    assert [r.status for r in alone] == [r.status for r in together] == ["ok"] * 3
+    for iid in a.items():
+        for g in ("visual", "text"):
+            x, y = a.item(iid).groups[g], b.item(iid).groups[g]
+            np.testing.assert_array_equal(x.t, y.t)
+            np.testing.assert_allclose(np.asarray(x.features), np.asarray(y.features), atol=1e-4)
+
+
+def test_a_bad_item_in_a_batch_fails_alone(tmp_path):
+    root = make_corpus(tmp_path / "emos", FILMS)
+    items = discover("stream", root)
+    bad = next(it for it in items if it.id == "Clip 1")
+    with open(bad.media, "r+b") as fh:  # corrupt the media after discovery
+        fh.write(b"\0" * 4096)
+    results, store = run(tmp_path, "out", items, batch=True)
+    status = {r.id: r.status for r in results}
+    assert status == {"Clip 0": "ok", "Clip 1": "failed", "Clip 2": "ok"}
+    assert "Clip 1.mp4" in next(r.error for r in results if r.id == "Clip 1")
+    assert store.items() == ["Clip 0", "Clip 2"]
