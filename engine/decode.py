@@ -200,7 +200,7 @@ def prefetch(it: Iterator, depth: int = 2) -> Iterator:
                 th.join(0.05)
 
 
-def decode_audio(path: str, sample_rate: int, chunk_s: float = 30.0) -> AudioTrack | None:
+def decode_audio(path: str, sample_rate: int, chunk_s: float = 10.0) -> AudioTrack | None:
     """The first audio stream as mono float32 at ``sample_rate`` (None when the file has no audio).
 
     Channels are averaged; resampling uses torchaudio's sinc resampler, piece by piece.
@@ -217,17 +217,28 @@ def decode_audio(path: str, sample_rate: int, chunk_s: float = 30.0) -> AudioTra
         src_rate = stream.codec_context.sample_rate or sample_rate
         to_float = av.AudioResampler(format="fltp", layout=None, rate=None)  # sample format only
         rs = ChunkedResampler(src_rate, sample_rate)
-        pieces, pending, n_pending = [], [], 0
+        # the output grows in place (no list of pieces concatenated at the end: that held the track twice)
+        est = (stream.duration * stream.time_base if stream.duration else (c.duration or 0) / 1e6) or 60.0
+        out = np.empty(int(float(est) * sample_rate * 1.02) + sample_rate, np.float32)
+        n_out = 0
+        pending, n_pending = [], 0
         start_s = None
         chunk_n = int(chunk_s * src_rate)
+
+        def emit(x: np.ndarray):
+            nonlocal out, n_out
+            if n_out + len(x) > len(out):
+                out = np.resize(out, max(2 * len(out), n_out + len(x)))
+            out[n_out:n_out + len(x)] = x
+            n_out += len(x)
 
         def push(final=False):
             nonlocal pending, n_pending
             if pending:
-                pieces.append(rs.push(torch.from_numpy(np.concatenate(pending))).numpy())
+                emit(rs.push(torch.from_numpy(np.concatenate(pending))).numpy())
                 pending, n_pending = [], 0
             if final:
-                pieces.append(rs.flush().numpy())
+                emit(rs.flush().numpy())
 
         try:
             for frame in c.decode(stream):
@@ -244,8 +255,7 @@ def decode_audio(path: str, sample_rate: int, chunk_s: float = 30.0) -> AudioTra
                 raise MediaError(f"audio does not decode ({type(exc).__name__}: {exc})", file=path) from None
             log.warning("%s: audio decoding stopped early (%s)", path, exc)
         push(final=True)
-        wave = np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
-        return AudioTrack(wave=wave, sample_rate=sample_rate, start_s=start_s or 0.0)
+        return AudioTrack(wave=out[:n_out], sample_rate=sample_rate, start_s=start_s or 0.0)
 
 
 def select_backend(requested: str = "auto") -> str:

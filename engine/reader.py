@@ -66,8 +66,8 @@ def load_array(arr_path: Path) -> np.ndarray:
         if not f.exists():  # a chunk that was never written holds the fill value
             return np.full(shape, meta.get("fill_value", 0), dtype)
         if tuple(chunk) == shape:
-            return np.memmap(f, dtype=dtype, mode="r", shape=shape)
-        full = np.memmap(f, dtype=dtype, mode="r", shape=chunk)
+            return np.memmap(str(f), dtype=dtype, mode="r", shape=shape)
+        full = np.memmap(str(f), dtype=dtype, mode="r", shape=chunk)
         return full[tuple(slice(0, s) for s in shape)]
     import zarr
     return zarr.open_array(str(arr_path), mode="r")[...]
@@ -175,7 +175,8 @@ class StoreReader:
             self._cache.move_to_end(item_id)
             return v
         p = self.path / item_id
-        attrs = read_attrs(p) if p.resolve().parent == self.path.resolve() else None
+        safe = item_id not in ("", ".", "..") and "/" not in item_id and "\\" not in item_id
+        attrs = read_attrs(p) if safe else None
         if not attrs or attrs.get("complete") is not True:
             raise KeyError(f"{item_id!r}: no complete item of that name in {self.path}")
         v = ItemView(p, attrs)

@@ -25,12 +25,14 @@ def init_ray(address: str | None, quiet: bool = False) -> bool:
     import ray
     if ray.is_initialized():
         return False
+    # MALLOC_ARENA_MAX: each item starts decode threads, and glibc's per-thread arenas otherwise let a
+    # long-lived actor's memory creep up item after item
     kw = dict(log_to_driver=not quiet, logging_level=logging.WARNING, include_dashboard=False,
-              runtime_env={"env_vars": {"PYTHONPATH": PROJECT_ROOT}})
+              runtime_env={"env_vars": {"PYTHONPATH": PROJECT_ROOT, "MALLOC_ARENA_MAX": "2"}})
     if address:
         ray.init(address=address, **kw)
-    else:
-        ray.init(num_cpus=os.cpu_count() or 1, **kw)
+    else:  # "local": a new Ray of our own, even when a `ray start` cluster runs on this machine
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, **kw)
     return True
 
 

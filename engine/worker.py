@@ -255,7 +255,7 @@ class ItemProcessor:
         for g in job.needs("audio"):
             sr = int(g.spec.sample_rate or 16000)
             if sr not in tracks:
-                tracks[sr] = decode_audio(job.item.media, sr, self.plan.decode.get("audio_chunk_s", 30.0))
+                tracks[sr] = decode_audio(job.item.media, sr, self.plan.decode.get("audio_chunk_s", 10.0))
         return tracks
 
     def _audio(self, jobs: list[_Job]) -> None:
