@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernels.align import overlap, window_rows
+from kernels.align import window_rows
 
 from .reader import StoreReader
 
@@ -96,10 +96,3 @@ class WindowDataset(torch.utils.data.Dataset):
         return {"item": iid, "t0": t0, "t1": t1, "segment": k, "features": feats, "mask": masks,
                 "label": label, "intensity": inten, "goemotions": goemo}
 
-
-def segment_overlap_label(starts, ends, primary, t0: float, t1: float) -> int:
-    """Primary label of the segment overlapping ``[t0, t1)`` most (-1 if none): for callers without a reader."""
-    ov = [overlap(t0, t1, a, b) for a, b in zip(starts, ends)]
-    if not ov or max(ov) <= 0:
-        return -1
-    return int(primary[int(np.argmax(ov))])
