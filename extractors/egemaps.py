@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.align import frame_centres
+
 from .base import Extractor
 
 
@@ -27,7 +29,8 @@ class EGeMAPS(Extractor):
         df = self.smile.process_signal(np.asarray(wave, np.float32), sample_rate)
         start = df.index.get_level_values("start").total_seconds().to_numpy()
         end = df.index.get_level_values("end").total_seconds().to_numpy()
-        # openSMILE indexes frames by [start, end); the last one is cut at the signal's end, so the centre is
-        # taken from the regular frame length, not from each row's own end
-        half = float(np.median(end - start)) / 2.0
-        return df.to_numpy(np.float32), start + half
+        # openSMILE indexes frames by [start, end) on a regular hop; the last one is cut at the signal's end, so
+        # times come from the regular framing (the one place frame times are computed), not from each row's end
+        hop = float(np.median(np.diff(start))) if len(start) > 1 else 0.01
+        win = float(np.median(end - start))
+        return df.to_numpy(np.float32), frame_centres(len(df), hop, win, offset_s=float(start[0]))
