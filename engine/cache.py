@@ -36,7 +36,8 @@ class ItemPlan:
 
 def plan_item(item: Item, groups: list[Group], old_attrs: dict | None, force: bool) -> ItemPlan:
     old = old_attrs if old_attrs and old_attrs.get("complete") is True else {}
-    media = media_fingerprint(item.media, old.get("media") or item.media_fp) if item.media else None
+    # the driver's fresh fingerprint first: a worker never hashes what the driver just hashed
+    media = media_fingerprint(item.media, item.media_fp or old.get("media")) if item.media else None
     item.media_fp = media
     meta_fp = item.meta_fingerprint()
     text_digest = digest([(s.start_s, s.end_s, s.text) for s in item.segments], item.lang)
@@ -49,6 +50,9 @@ def plan_item(item: Item, groups: list[Group], old_attrs: dict | None, force: bo
             reuse.append(g.name)
         else:
             compute.append(g.name)
+    # a touched but unchanged file (same hash, new mtime) is republished once, all groups reused (hard links),
+    # so that later runs recognise it by size and mtime again instead of rehashing it every time
     rewrite = bool(compute) or old.get("meta_fingerprint") != meta_fp or \
-        sorted([*old.get("groups", []), *old.get("missing", {})]) != sorted(keys)
+        sorted([*old.get("groups", []), *old.get("missing", {})]) != sorted(keys) or \
+        (media is not None and old.get("media") != media)
     return ItemPlan(compute, reuse, keys, media, meta_fp, rewrite)

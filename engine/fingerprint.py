@@ -3,7 +3,8 @@
 A modality of an item is up to date when its key matches: ``blake2b(source fingerprint, extractor digest,
 settings that change the output)``. Visual and audio depend on the media file; text depends on the segments.
 Media files are hashed in full once; later runs reuse the recorded digest while size and mtime are unchanged
-(the rule make and git use), so a warm run reads no media at all.
+(the rule make and git use), so a warm run reads no media at all. A file whose mtime changed but whose content did
+not is hashed once more and its item republished with the new size and mtime (features reused).
 """
 from __future__ import annotations
 

@@ -144,11 +144,12 @@ class ItemView:
 class StoreReader:
     """Read side of one ``<split>.zarr``. Only items marked ``complete`` are visible.
 
-    Item views are cached (least recently used first out), so a trainer's random access does not reopen files.
+    Item views are cached (least recently used first out), so a trainer's random access does not reopen files;
+    each holds one open memory map per modality, so ``cache_items`` also bounds the open file descriptors.
     Picklable for DataLoader workers: each worker reopens lazily.
     """
 
-    def __init__(self, path: str | Path, cache_items: int = 256):
+    def __init__(self, path: str | Path, cache_items: int = 64):
         self.path = Path(path)
         if read_attrs(self.path) is None:
             raise FileNotFoundError(f"{self.path} is not a feature store (no zarr.json)")

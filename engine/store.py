@@ -99,12 +99,6 @@ class FeatureStore:
     def item_attrs(self, item_id: str) -> dict | None:
         return read_attrs(self.item_path(item_id))
 
-    def complete_items(self) -> list[str]:
-        if not self.path.is_dir():
-            return []
-        return sorted(p.name for p in self.path.iterdir()
-                      if p.is_dir() and (read_attrs(p) or {}).get("complete") is True)
-
     @contextlib.contextmanager
     def lock(self, item_id: str):
         """Exclusive per-item lock across processes (and across runs) on this store."""

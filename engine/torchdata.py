@@ -27,7 +27,8 @@ N_GOEMOTIONS = 28
 class WindowDataset(torch.utils.data.Dataset):
     """Windows over the complete items of a store.
 
-    by="window": ``[k * hop_s, k * hop_s + window_s)`` for every whole window inside each item.
+    by="window": ``[k * hop_s, k * hop_s + window_s)`` for every whole window inside each item (one window, padded,
+    for an item shorter than ``window_s``).
     by="segment": one sample per sentence segment, ``[start, end)``.
     Each sample's labels are those of the segment that overlaps the window most (-1 / zeros where none does).
     """
@@ -43,12 +44,14 @@ class WindowDataset(torch.utils.data.Dataset):
         first = self.reader.item(self.item_ids[0]) if self.item_ids else None
         self.groups = list(groups) if groups is not None else (list(first.groups) if first else [])
         self.index: list[tuple[str, float, float, int]] = []  # (item, t0, t1, segment)
+        self.max_rows = {g: 1 for g in self.groups}  # fixed row count per modality: the most any sample holds
         hop_s = hop_s or window_s
         for iid in self.item_ids:
             it = self.reader.item(iid)
             missing = [g for g in self.groups if g not in it.groups]
             if missing:
                 raise KeyError(f"{iid}: no modality {missing} (has {list(it.groups)})")
+            start = len(self.index)
             if by == "segment":
                 seg = it.segments
                 for k, (a, b) in enumerate(zip(seg.get("start", []), seg.get("end", []))):
@@ -58,13 +61,10 @@ class WindowDataset(torch.utils.data.Dataset):
                 for k in range(n):
                     t0 = k * hop_s
                     self.index.append((iid, t0, t0 + window_s, it.segment_at(t0, t0 + window_s)))
-        # fixed row count per modality: the most any sample holds
-        self.max_rows = {g: 1 for g in self.groups}
-        for iid, t0, t1, _ in self.index:
-            it = self.reader.item(iid)
-            for g in self.groups:
-                i0, i1 = window_rows(it.groups[g].t, t0, t1)
-                self.max_rows[g] = max(self.max_rows[g], i1 - i0)
+            for _, t0, t1, _ in self.index[start:]:
+                for g in self.groups:
+                    i0, i1 = window_rows(it.groups[g].t, t0, t1)
+                    self.max_rows[g] = max(self.max_rows[g], i1 - i0)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -92,12 +92,17 @@ class _FrameBatcher:
     def flush(self) -> None:
         if not self.pending:
             return
-        out = self.ex.extract(np.concatenate([f for _, f in self.pending]))
+        pending, self.pending, self.n = self.pending, [], 0
+        try:
+            out = self.ex.extract(np.concatenate([f for _, f in pending]))
+        except Exception as exc:  # an encoder failing on a shared batch fails the items whose frames it held
+            for job, _ in pending:
+                job.error = job.error or exc
+            return
         row = 0
-        for job, frames in self.pending:
+        for job, frames in pending:
             job.rows[self.group].append(out[row:row + len(frames)])
             row += len(frames)
-        self.pending, self.n = [], 0
 
 
 class ItemProcessor:
@@ -281,19 +286,19 @@ class ItemProcessor:
                 job.error = exc
 
     def _text(self, jobs: list[_Job]) -> None:
-        for g in {g.name: g for j in jobs for g in j.needs("text")}.values():
-            users = [j for j in jobs if g in j.needs("text")]
+        wanted = {(g.name, j.item.lang): g for j in jobs for g in j.needs("text")}
+        for (name, lang), g in wanted.items():
+            users = [j for j in jobs if g in j.needs("text") and j.item.lang == lang]
             texts = [s.text for j in users for s in j.item.segments]
             t0 = time.perf_counter()
-            feats = (self.extractor(g).extract(texts, users[0].item.lang) if texts
-                     else np.zeros((0, g.spec.dim), np.float32))
+            feats = (self.extractor(g).extract(texts, lang) if texts else np.zeros((0, g.spec.dim), np.float32))
             took = time.perf_counter() - t0
             row = 0
-            for j in users:  # one encoder call for the whole batch, split back per item
+            for j in users:  # one encoder call per language for the whole batch, split back per item
                 n = len(j.item.segments)
-                j.rows[g.name].append(feats[row:row + n])
-                j.times[g.name].append(np.array([s.start_s for s in j.item.segments], np.float64))
-                j.res.seconds[g.name] = round(took * n / max(1, len(texts)), 3)
+                j.rows[name].append(feats[row:row + n])
+                j.times[name].append(np.array([s.start_s for s in j.item.segments], np.float64))
+                j.res.seconds[name] = round(took * n / max(1, len(texts)), 3)
                 row += n
 
     def _publish(self, jobs: list[_Job]) -> None:
@@ -312,8 +317,8 @@ class ItemProcessor:
                     writer.reuse_group(name, self.store.item_path(item.id))
             self._segments_and_labels(item, writer, info.duration_s)
             present = [g.name for g in self.plan.groups if g.name not in job.missing]
-            if item.split == "static":
-                self._pool(writer, present)
+            if item.split == "static":  # reused groups already carry their pooled vector
+                self._pool(writer, {g.name: job.rows[g.name] for g in job.todo if g.name not in job.missing})
             writer.publish({
                 "source": item.source, "duration_s": info.duration_s, "lang": item.lang,
                 "duration_meta_s": item.duration_s, "groups": present, "missing": job.missing,
@@ -340,9 +345,10 @@ class ItemProcessor:
             dims = ("segment", "label")[:np.ndim(arr)] if name != "turning_points" else ("turning_point",)
             writer.write_array(f"labels/{name}", arr, dims, item.label_attrs.get(name))
 
-    def _pool(self, writer, present) -> None:
-        """Static clips: one mean-pooled vector per modality beside the frame-level rows."""
-        for name in present:
-            arr = writer.group[f"{name}/features"][...]
-            pooled = arr.astype(np.float32).mean(axis=0) if len(arr) else np.zeros(arr.shape[1], np.float32)
+    def _pool(self, writer, rows: dict[str, list[np.ndarray]]) -> None:
+        """Static clips: one mean-pooled vector per computed modality beside the frame-level rows."""
+        for name, parts in rows.items():
+            arr = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 0), np.float32)
+            dim = arr.shape[1] if arr.ndim == 2 and arr.shape[1] else self._by_name[name].spec.dim
+            pooled = arr.mean(axis=0) if len(arr) else np.zeros(dim, np.float32)
             writer.write_array(f"{name}/pooled", self._cast(pooled), ("feature",))

@@ -6,6 +6,8 @@ import math
 import torch
 import torchaudio
 
+from .align import n_frames
+
 
 def resample(wave: torch.Tensor, orig_hz: int, new_hz: int) -> torch.Tensor:
     """Band-limited resampling (torchaudio's sinc resampler) of ``[..., T]``."""
@@ -65,7 +67,7 @@ def frame_spans(n_samples: int, win: int, hop: int, max_frames: int) -> list[tup
     """Split a non-centred framing into pieces of at most ``max_frames`` frames: ``(first_sample, end_sample,
     n_frames)`` per piece. Frame i covers ``[i*hop, i*hop + win)``, so pieces give exactly the frames of one call
     on the whole signal while only one piece is in memory."""
-    total = 0 if n_samples < win else 1 + (n_samples - win) // hop
+    total = n_frames(n_samples, 1, hop, win)  # sample rate 1: hop and win are already in samples
     spans = []
     for f0 in range(0, total, max_frames):
         n = min(max_frames, total - f0)

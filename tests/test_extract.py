@@ -128,3 +128,29 @@ def test_item_names_never_escape_the_output_folder(tmp_path):
     with pytest.raises(ValueError):
         store.item_path("../../etc")
     assert not os.path.exists(tmp_path.parent / "etc")
+
+
+def test_a_touched_but_unchanged_file_is_republished_once_then_recognised(corpus, tmp_path, run_extract,
+                                                                          monkeypatch):
+    out = tmp_path / "out"
+    assert run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST)[0] == 0
+    media = corpus / "datasets/streaming-finalsplit/Alpha Film/Alpha Film.mp4"
+    os.utime(media, ns=(media.stat().st_atime_ns, media.stat().st_mtime_ns + 10**9))
+    assert run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST)[0] == 0
+    report = {r["id"]: r for r in json.loads((out / "stream.report.json").read_text())["items"]}
+    assert report["Alpha Film"]["status"] == "ok" and report["Alpha Film"]["computed"] == []
+    assert open_store(out / "stream.zarr").item("Alpha Film").attrs["media"]["mtime_ns"] == media.stat().st_mtime_ns
+    # from now on the item is recognised by size and mtime: planning reads no media file
+    import engine.fingerprint as fp
+    from engine.cache import plan_item
+    from engine.config import load_config
+    from engine.dataset import discover
+    from engine.extract import make_groups
+    from engine.store import FeatureStore
+
+    def no_reading(*a, **k):
+        raise AssertionError(f"media read: {a}")
+    monkeypatch.setattr(fp, "open", no_reading, raising=False)
+    store = FeatureStore(out, "stream")
+    for it in discover("stream", corpus):
+        assert not plan_item(it, make_groups(load_config(), FAST), store.item_attrs(it.id), False).rewrite

@@ -341,10 +341,20 @@ def test_static_items_extract_to_pooled_vectors(tmp_path, clip_file):
         pooled = np.asarray(__import__("zarr").open_group(str(view.path))[f"{name}/pooled"])
         assert pooled.shape == (dim,)
         assert pooled == pytest.approx(np.asarray(view.groups[name].features).mean(axis=0), rel=1e-5)
-    assert view.segments["text"].tolist() == ["我不想嫁给李茶"] and view.segments["end"].tolist() == [pytest.approx(view.duration_s)]
+    assert view.segments["text"].tolist() == ["我不想嫁给李茶"]
+    assert view.segments["end"].tolist() == [pytest.approx(view.duration_s)]
     assert view.labels["primary"].tolist() == [BASIC7.index("Disgust")]
     assert view.labels["confidence_tier"].tolist() == ["high"]
     assert view.labels["goemotions"].shape == (1, 28)
     assert view.segment_at(0.2, 0.6) == 0  # the one segment covers the clip
     # a second run over the same items is all cache hits
     assert [proc.process(it).status for it in items] == ["cached", "cached"]
+    # a changed audio extractor recomputes audio only; the reused visual group keeps its pooled vector
+    groups[1] = Group("audio", registry.get_spec("fbank"), {"dtype": "float32"})
+    proc = ItemProcessor(RunPlan(out=str(out), split="static", groups=groups,
+                                 decode={"backend": "pyav", "short_side": 64}))
+    again = proc.process_many(items)
+    assert [(r.status, r.computed, r.reused) for r in again] == [("ok", ["audio"], ["visual"])] * 2, again
+    view = open_store(out / "static.zarr").item("video_0001_0001")
+    z = __import__("zarr").open_group(str(view.path))
+    assert z["audio/pooled"].shape == (80,) and z["visual/pooled"].shape == (4,)
