@@ -37,7 +37,6 @@ class MediaInfo:
     width: int = 0
     height: int = 0
     fps: float | None = None
-    rotation: int = 0
     audio_rate: int = 0
     audio_channels: int = 0
 
@@ -97,6 +96,22 @@ def probe(path: str) -> MediaInfo:
         return info
 
 
+def display_rotation(path: str) -> int:
+    """Counterclockwise display rotation (degrees) of the first video frame: what :func:`_rgb` applies."""
+    with _open(path) as c:
+        if not c.streams.video:
+            return 0
+        for frame in c.decode(c.streams.video[0]):
+            return int(getattr(frame, "rotation", 0) or 0)
+    return 0
+
+
+def rotate(frames: np.ndarray, degrees: int) -> np.ndarray:
+    """Turn ``[n, H, W, 3]`` frames upright for a counterclockwise display rotation of ``degrees``."""
+    k = int(round(degrees / 90)) % 4
+    return np.ascontiguousarray(np.rot90(frames, k=k, axes=(-3, -2))) if k else frames
+
+
 def _scaled_size(w: int, h: int, short_side: int) -> tuple[int, int]:
     if not short_side or min(w, h) <= 0:
         return w, h
@@ -108,11 +123,8 @@ def _scaled_size(w: int, h: int, short_side: int) -> tuple[int, int]:
 def _rgb(frame, short_side: int) -> np.ndarray:
     w, h = _scaled_size(frame.width, frame.height, short_side)
     arr = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
-    rot = getattr(frame, "rotation", 0) or 0
-    if rot % 360:
-        # `rotation` is the counterclockwise angle of the display matrix; np.rot90 turns counterclockwise
-        arr = np.ascontiguousarray(np.rot90(arr, k=int(round(rot / 90)) % 4))
-    return arr
+    # `rotation` is the counterclockwise angle of the display matrix; np.rot90 turns counterclockwise
+    return rotate(arr[None], getattr(frame, "rotation", 0) or 0)[0]
 
 
 def iter_frames_pyav(path: str, fps: float | None, short_side: int = 256, chunk_frames: int = 32,

@@ -16,7 +16,7 @@ import numpy as np
 
 from kernels.align import on_grid
 
-from .decode import FrameChunk, _scaled_size, probe
+from .decode import FrameChunk, _scaled_size, display_rotation, probe, rotate
 
 
 def available() -> tuple[bool, str]:
@@ -61,6 +61,7 @@ def iter_frames_dali(path: str, fps: float | None, short_side: int = 256, chunk_
 
     p = pipe()
     p.build()
+    degrees = display_rotation(path)  # DALI ignores the display matrix; PyAV's frames are turned upright
     n_total = p.epoch_size("video")
     seen, last_t = 0, -np.inf
     step = 1.0 / info.fps if info.fps else 1.0 / 25
@@ -78,4 +79,4 @@ def iter_frames_dali(path: str, fps: float | None, short_side: int = 256, chunk_
                 keep.append(i)
             last_t = t
         if keep:
-            yield FrameChunk(np.ascontiguousarray(frames[keep]), ts[keep])
+            yield FrameChunk(rotate(np.ascontiguousarray(frames[keep]), degrees), ts[keep])

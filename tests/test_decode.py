@@ -147,3 +147,15 @@ def test_dali_reader_is_configured_by_timestamp_in_bounded_sequences():
     assert r["device"] == "gpu" and r["enable_timestamps"] is True
     assert r["sequence_length"] == r["step"] == 32 and r["stride"] == 1  # walk the file once, one sequence held
     assert kw["resize"] == {"resize_x": 456, "resize_y": 256}
+
+
+def test_display_rotation_is_read_once_for_the_gpu_path(tmp_path):
+    from engine.decode import display_rotation, rotate
+    p = tmp_path / "r.mp4"
+    write_media(str(p), 0.5, fps=4, size=(W, H))
+    assert display_rotation(str(p)) == 0
+    set_rotation(str(p), 270)
+    assert display_rotation(str(p)) == -90
+    x = np.arange(2 * 3 * 4 * 3).reshape(2, 3, 4, 3)
+    assert rotate(x, 90).shape == (2, 4, 3, 3) and np.array_equal(rotate(x, 90)[1], np.rot90(x[1]))
+    assert rotate(x, 0) is x
