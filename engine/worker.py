@@ -168,18 +168,18 @@ class ItemProcessor:
                     for job in jobs:
                         if job.needs("audio"):
                             job.audio = pool.submit(self._decode_audio, job)
-                    self._stage(jobs, "visual", self._visual)
-                    self._stage(jobs, "audio", self._audio)
-                self._stage(jobs, "text", self._text)
+                    self._stage(jobs, self._visual)
+                    self._stage(jobs, self._audio)
+                self._stage(jobs, self._text)
                 for job in jobs:
                     if job.error is None:
-                        self._stage([job], "write", self._publish)
+                        self._stage([job], self._publish)
                     if job.error is not None:
                         job.writer.abort()
                         self._fail(job.res, job.item, job.error)
         return [results[id(it)] for it in items]
 
-    def _stage(self, jobs: list[_Job], name: str, fn) -> None:
+    def _stage(self, jobs: list[_Job], fn) -> None:
         live = [j for j in jobs if j.error is None]
         try:
             fn(live)
@@ -304,6 +304,7 @@ class ItemProcessor:
     def _publish(self, jobs: list[_Job]) -> None:
         for job in jobs:
             item, writer, plan, info = job.item, job.writer, job.plan, job.info
+            computed: dict[str, np.ndarray] = {}
             for g in job.todo:
                 if g.name in job.missing:
                     continue
@@ -311,14 +312,15 @@ class ItemProcessor:
                 rows = (np.concatenate(job.rows[g.name]) if job.rows[g.name]
                         else np.zeros((0, g.spec.dim), np.float32))
                 order = np.argsort(t, kind="stable")  # text: segments may be listed out of time order
-                writer.write_modality(g.name, self._cast(rows)[order], t[order], self.extractor(g).attrs())
+                computed[g.name] = self._cast(rows)[order]
+                writer.write_modality(g.name, computed[g.name], t[order], self.extractor(g).attrs())
             for name in plan.reuse:
                 if name not in job.missing:
                     writer.reuse_group(name, self.store.item_path(item.id))
             self._segments_and_labels(item, writer, info.duration_s)
             present = [g.name for g in self.plan.groups if g.name not in job.missing]
             if item.split == "static":  # reused groups already carry their pooled vector
-                self._pool(writer, {g.name: job.rows[g.name] for g in job.todo if g.name not in job.missing})
+                self._pool(writer, computed)
             writer.publish({
                 "source": item.source, "duration_s": info.duration_s, "lang": item.lang,
                 "duration_meta_s": item.duration_s, "groups": present, "missing": job.missing,
@@ -345,10 +347,8 @@ class ItemProcessor:
             dims = ("segment", "label")[:np.ndim(arr)] if name != "turning_points" else ("turning_point",)
             writer.write_array(f"labels/{name}", arr, dims, item.label_attrs.get(name))
 
-    def _pool(self, writer, rows: dict[str, list[np.ndarray]]) -> None:
+    def _pool(self, writer, computed: dict[str, np.ndarray]) -> None:
         """Static clips: one mean-pooled vector per computed modality beside the frame-level rows."""
-        for name, parts in rows.items():
-            arr = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 0), np.float32)
-            dim = arr.shape[1] if arr.ndim == 2 and arr.shape[1] else self._by_name[name].spec.dim
-            pooled = arr.mean(axis=0) if len(arr) else np.zeros(dim, np.float32)
+        for name, arr in computed.items():
+            pooled = arr.astype(np.float32).mean(axis=0) if len(arr) else np.zeros(arr.shape[1], np.float32)
             writer.write_array(f"{name}/pooled", self._cast(pooled), ("feature",))

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from engine.dataset import discover
 from engine.reader import open_store
