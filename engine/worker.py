@@ -21,7 +21,8 @@ import extractors as registry
 from . import STORE_FORMAT, __version__
 from .cache import Group, plan_item
 from .dataset import Item
-from .decode import decode_audio, iter_frames, prefetch, probe, select_backend
+from .decode import decode_audio, iter_frames, probe, select_backend
+from .pipeline.schedule import prefetch
 from .errors import ItemError, MediaError
 from .store import FeatureStore
 
@@ -236,7 +237,7 @@ class ItemProcessor:
                         ex.begin_item()
                     chunks = iter_frames(job.item.media, fps or None, backend=self.backend,
                                          short_side=d.get("short_side", 256), chunk_frames=d.get("chunk_frames", 32),
-                                         threads=d.get("threads", 0))
+                                         threads=d.get("threads", 0), info=job.info)
                     for chunk in prefetch(chunks):
                         for g, ex in zip(gs, exs):
                             job.times[g.name].append(chunk.t)

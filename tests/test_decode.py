@@ -141,7 +141,7 @@ def test_backend_selection_without_a_gpu():
 
 
 def test_dali_reader_is_configured_by_timestamp_in_bounded_sequences():
-    from engine.decode_dali import pipeline_kwargs
+    from engine.decode.dali import pipeline_kwargs
     kw = pipeline_kwargs("/x.mp4", chunk_frames=32, short_side=256, width=1920, height=1080)
     r = kw["reader"]
     assert r["device"] == "gpu" and r["enable_timestamps"] is True

@@ -16,10 +16,11 @@ import numpy as np
 
 from kernels.align import on_grid
 
-from .decode import FrameChunk, _scaled_size, display_rotation, probe, rotate
+from . import register_backend
+from .types import FrameChunk, MediaInfo, rotate, scaled_size
 
 
-def available() -> tuple[bool, str]:
+def available(device: str = "gpu") -> tuple[bool, str]:
     """Whether DALI can decode here, and if not, why (for the log and the README's honesty)."""
     try:
         import torch
@@ -37,7 +38,7 @@ def available() -> tuple[bool, str]:
 def pipeline_kwargs(path: str, chunk_frames: int, short_side: int, width: int, height: int,
                     device_id: int = 0) -> dict:
     """Arguments of the DALI video reader and resize, computed without DALI (unit-tested on CPU)."""
-    w, h = _scaled_size(width, height, short_side)
+    w, h = scaled_size(width, height, short_side)
     return {
         "reader": dict(device="gpu", filenames=[path], sequence_length=chunk_frames, step=chunk_frames,
                        stride=1, enable_timestamps=True, pad_sequences=True, skip_vfr_check=True,
@@ -47,11 +48,10 @@ def pipeline_kwargs(path: str, chunk_frames: int, short_side: int, width: int, h
     }
 
 
-def iter_frames_dali(path: str, fps: float | None, short_side: int = 256, chunk_frames: int = 32,
-                     threads: int = 0, device_id: int = 0) -> Iterator[FrameChunk]:  # pragma: no cover - GPU
+def iter_frames_dali(path: str, fps: float | None, info: MediaInfo, short_side: int = 256, chunk_frames: int = 32,
+                     threads: int = 0, device_id: int = 0, **_) -> Iterator[FrameChunk]:  # pragma: no cover - GPU
     from nvidia.dali import fn, pipeline_def
 
-    info = probe(path)
     kw = pipeline_kwargs(path, chunk_frames, short_side, info.width, info.height, device_id)
 
     @pipeline_def(**kw["pipeline"])
@@ -61,7 +61,7 @@ def iter_frames_dali(path: str, fps: float | None, short_side: int = 256, chunk_
 
     p = pipe()
     p.build()
-    degrees = display_rotation(path)  # DALI ignores the display matrix; PyAV's frames are turned upright
+    degrees = info.rotation  # DALI ignores the display matrix; PyAV's frames are turned upright
     n_total = p.epoch_size("video")
     seen, last_t = 0, -np.inf
     step = 1.0 / info.fps if info.fps else 1.0 / 25
@@ -80,3 +80,10 @@ def iter_frames_dali(path: str, fps: float | None, short_side: int = 256, chunk_
             last_t = t
         if keep:
             yield FrameChunk(rotate(np.ascontiguousarray(frames[keep]), degrees), ts[keep])
+
+
+@register_backend
+class DaliBackend:
+    name = "dali"
+    frames = staticmethod(iter_frames_dali)
+    available = staticmethod(available)

@@ -1,61 +1,28 @@
-"""Decoding on a time grid.
+"""The PyAV decode backend (CPU): frames on a time grid, audio as mono float32.
 
-CPU backend: PyAV (bundled ffmpeg). Frames are chosen on the presentation-timestamp grid ``k / fps`` (see
+PyAV (bundled ffmpeg). Frames are chosen on the presentation-timestamp grid ``k / fps`` (see
 :func:`kernels.align.on_grid`) and only the chosen frames are converted to RGB, scaled by swscale in the same pass.
 Video is yielded in chunks of ``chunk_frames`` so memory does not grow with film length; audio is decoded and
 resampled in pieces (:class:`kernels.audio.ChunkedResampler`) to mono float32.
 
 Times: ``t`` is the stream presentation time in seconds (``pts * time_base``), the clock on which EmoS sentence
 timestamps are given for clips that start at zero. Every ``t`` the engine stores comes from here.
-
-The GPU backend (NVIDIA DALI) lives in :mod:`engine.decode_dali` and has the same output contract.
 """
 from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
 from kernels.align import on_grid
 
-from .errors import MediaError
+from ..errors import MediaError
+from . import register_backend
+from .types import AudioTrack, FrameChunk, MediaInfo, rotate, scaled_size
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class MediaInfo:
-    path: str
-    duration_s: float
-    has_video: bool
-    has_audio: bool
-    width: int = 0
-    height: int = 0
-    fps: float | None = None
-    audio_rate: int = 0
-    audio_channels: int = 0
-
-
-@dataclass
-class FrameChunk:
-    frames: np.ndarray  # uint8 [n, H, W, 3] RGB
-    t: np.ndarray       # float64 [n] presentation times in seconds
-
-
-@dataclass
-class AudioTrack:
-    wave: np.ndarray    # float32 [n] mono
-    sample_rate: int
-    start_s: float      # time of wave[0]
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.wave) / self.sample_rate
 
 
 def _open(path: str):
@@ -91,9 +58,15 @@ def probe(path: str) -> MediaInfo:
             info.width, info.height = v.codec_context.width, v.codec_context.height
             rate = v.average_rate or v.guessed_rate
             info.fps = float(rate) if rate else None
+            info.video_codec = v.codec_context.name or ""
+            info.n_frames = int(v.frames or 0)
+            if v.start_time is not None and v.time_base is not None:
+                info.video_start_s = float(v.start_time * v.time_base)
         if a is not None:
             info.audio_rate, info.audio_channels = a.codec_context.sample_rate, a.codec_context.channels
-        return info
+    if info.has_video:
+        info.rotation = display_rotation(path)
+    return info
 
 
 def display_rotation(path: str) -> int:
@@ -101,34 +74,23 @@ def display_rotation(path: str) -> int:
     with _open(path) as c:
         if not c.streams.video:
             return 0
-        for frame in c.decode(c.streams.video[0]):
-            return int(getattr(frame, "rotation", 0) or 0)
+        try:
+            for frame in c.decode(c.streams.video[0]):
+                return int(getattr(frame, "rotation", 0) or 0)
+        except Exception:  # nothing decodes: frame decoding reports that, naming the file
+            return 0
     return 0
 
 
-def rotate(frames: np.ndarray, degrees: int) -> np.ndarray:
-    """Turn ``[n, H, W, 3]`` frames upright for a counterclockwise display rotation of ``degrees``."""
-    k = int(round(degrees / 90)) % 4
-    return np.ascontiguousarray(np.rot90(frames, k=k, axes=(-3, -2))) if k else frames
-
-
-def _scaled_size(w: int, h: int, short_side: int) -> tuple[int, int]:
-    if not short_side or min(w, h) <= 0:
-        return w, h
-    s = short_side / min(w, h)
-    # even sizes keep swscale on its fast paths; never below 2 pixels
-    return max(2, int(round(w * s / 2)) * 2), max(2, int(round(h * s / 2)) * 2)
-
-
 def _rgb(frame, short_side: int) -> np.ndarray:
-    w, h = _scaled_size(frame.width, frame.height, short_side)
+    w, h = scaled_size(frame.width, frame.height, short_side)
     arr = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
     # `rotation` is the counterclockwise angle of the display matrix; np.rot90 turns counterclockwise
     return rotate(arr[None], getattr(frame, "rotation", 0) or 0)[0]
 
 
 def iter_frames_pyav(path: str, fps: float | None, short_side: int = 256, chunk_frames: int = 32,
-                     threads: int = 0) -> Iterator[FrameChunk]:
+                     threads: int = 0, **_) -> Iterator[FrameChunk]:
     """Frames on the ``k / fps`` grid (every frame when ``fps`` is falsy), in chunks, by presentation time."""
     with _open(path) as c:
         if not c.streams.video:
@@ -172,44 +134,6 @@ def iter_frames_pyav(path: str, fps: float | None, short_side: int = 256, chunk_
                 times.append(pt)
         if frames:
             yield FrameChunk(np.stack(frames), np.asarray(times, dtype=np.float64))
-
-
-def prefetch(it: Iterator, depth: int = 2) -> Iterator:
-    """Run an iterator in a background thread, ``depth`` items ahead: decoding overlaps encoding.
-
-    PyAV and torch release the GIL while they work, so the two really run side by side.
-    """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def work():
-        try:
-            for x in it:
-                if stop.is_set():
-                    return
-                q.put(x)
-            q.put(done)
-        except BaseException as exc:  # hand the error to the consumer
-            q.put(exc)
-
-    th = threading.Thread(target=work, daemon=True, name="decode-prefetch")
-    th.start()
-    try:
-        while True:
-            x = q.get()
-            if x is done:
-                return
-            if isinstance(x, BaseException):
-                raise x
-            yield x
-    finally:
-        stop.set()
-        while th.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                th.join(0.05)
 
 
 def decode_audio(path: str, sample_rate: int, chunk_s: float = 10.0) -> AudioTrack | None:
@@ -270,24 +194,15 @@ def decode_audio(path: str, sample_rate: int, chunk_s: float = 10.0) -> AudioTra
         return AudioTrack(wave=out[:n_out], sample_rate=sample_rate, start_s=start_s or 0.0)
 
 
-def select_backend(requested: str = "auto") -> str:
-    """``pyav`` or ``dali``. ``auto`` picks DALI only when CUDA is usable and DALI imports."""
-    if requested in ("pyav", "cpu"):
-        return "pyav"
-    if requested not in ("auto", "dali"):
-        raise ValueError(f"decode.backend must be auto, pyav or dali, not {requested!r}")
-    from . import decode_dali
-    ok, why = decode_dali.available()
-    if ok:
-        return "dali"
-    if requested == "dali":
-        raise RuntimeError(f"decode.backend=dali but DALI cannot run here: {why}")
-    return "pyav"
+@register_backend
+class PyAVBackend:
+    """CPU decoding through PyAV's bundled ffmpeg: every codec, frames and audio."""
 
+    name = "pyav"
+    frames = staticmethod(iter_frames_pyav)
+    audio = staticmethod(decode_audio)
+    probe = staticmethod(probe)
 
-def iter_frames(path: str, fps: float | None, backend: str = "pyav", **kw) -> Iterator[FrameChunk]:
-    """Frames on the time grid from the chosen backend (see :func:`select_backend`)."""
-    if backend == "dali":
-        from .decode_dali import iter_frames_dali
-        return iter_frames_dali(path, fps, **kw)
-    return iter_frames_pyav(path, fps, **kw)
+    @staticmethod
+    def available(device: str = "cpu") -> tuple[bool, str]:
+        return (True, "") if device == "cpu" else (False, "PyAV decodes on the CPU only")

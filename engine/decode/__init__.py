@@ -1,0 +1,83 @@
+"""Decoding on a time grid, through a registry of backends chosen by name.
+
+A backend is a class registered with :func:`register_backend` that has ``name``, ``available(device)``,
+``frames(path, fps, *, info, short_side, chunk_frames, threads, device, device_id)`` yielding
+:class:`~engine.decode.types.FrameChunk` s, and optionally ``audio(path, sample_rate, chunk_s)`` and
+``probe(path)``. PyAV (CPU, every codec) is the reference; DALI decodes on the GPU (NVDEC) or, for VP8, VP9 and
+MJPEG, on the CPU. Probing and audio always go through the first registered backend that offers them (PyAV).
+
+Adding a backend: one module under ``engine/decode/`` that calls :func:`register_backend`, listed in
+``_BUILTIN`` below or imported by the user before the run (``decode.backend: mymodule:name`` is not needed).
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Iterator
+
+from .types import AudioTrack, FrameChunk, MediaInfo, rotate, scaled_size  # noqa: F401  (the shared types)
+
+log = logging.getLogger(__name__)
+
+_BACKENDS: dict[str, type] = {}
+_BUILTIN = {"pyav": "engine.decode.pyav", "dali": "engine.decode.dali"}
+
+
+def register_backend(cls: type) -> type:
+    """Class decorator: make a decode backend available under ``cls.name``."""
+    _BACKENDS[cls.name] = cls
+    return cls
+
+
+def get_backend(name: str):
+    """The backend registered as ``name`` (built-in ones are imported on first use)."""
+    if name not in _BACKENDS and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown decode backend {name!r}; known: {', '.join(sorted({*_BUILTIN, *_BACKENDS}))}")
+    return _BACKENDS[name]
+
+
+def backend_names() -> list[str]:
+    return sorted({*_BUILTIN, *_BACKENDS})
+
+
+def select_backend(requested: str = "auto", device: str = "gpu") -> str:
+    """The backend to use. ``auto`` picks DALI on the GPU only where it can run there, else PyAV."""
+    if requested in ("pyav", "cpu"):
+        return "pyav"
+    if requested == "auto":
+        ok, why = get_backend("dali").available("gpu")
+        if not ok:
+            log.debug("decode: auto picks pyav (%s)", why)
+        return "dali" if ok else "pyav"
+    backend = get_backend(requested)
+    ok, why = backend.available(device)
+    if not ok:
+        raise RuntimeError(f"decode.backend={requested} (device {device}): {requested.upper()} cannot run here: {why}")
+    return requested
+
+
+def probe(path: str) -> MediaInfo:
+    """Stream facts without decoding; raises :class:`~engine.errors.MediaError` for files that are not media."""
+    return get_backend("pyav").probe(path)
+
+
+def decode_audio(path: str, sample_rate: int, chunk_s: float = 10.0) -> AudioTrack | None:
+    """The first audio stream as mono float32 at ``sample_rate`` (None when the file has no audio)."""
+    return get_backend("pyav").audio(path, sample_rate, chunk_s)
+
+
+def iter_frames(path: str, fps: float | None, backend: str = "pyav", **kw) -> Iterator[FrameChunk]:
+    """Frames on the ``k / fps`` grid from the chosen backend, in chunks."""
+    return get_backend(backend).frames(path, fps, **kw)
+
+
+def iter_frames_pyav(path: str, fps: float | None, **kw) -> Iterator[FrameChunk]:
+    """The reference backend's frames (tests and benchmarks compare against it)."""
+    return get_backend("pyav").frames(path, fps, **kw)
+
+
+def display_rotation(path: str) -> int:
+    """Counterclockwise display rotation of a file's video, in degrees."""
+    return probe(path).rotation

@@ -1,0 +1,64 @@
+"""What every decode backend hands back, and the small helpers they share. No backend imports another.
+
+Times: ``t`` is the stream presentation time in seconds (``pts * time_base``), the clock on which EmoS sentence
+timestamps are given. A backend yields :class:`FrameChunk` s of RGB uint8 frames turned upright, scaled so their
+short side is ``short_side``, chosen on the ``k / fps`` grid by :func:`kernels.align.on_grid`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class MediaInfo:
+    path: str
+    duration_s: float
+    has_video: bool
+    has_audio: bool
+    width: int = 0
+    height: int = 0
+    fps: float | None = None
+    audio_rate: int = 0
+    audio_channels: int = 0
+    rotation: int = 0            # counterclockwise display rotation in degrees (phones)
+    video_start_s: float = 0.0   # presentation time of the first video frame
+    video_codec: str = ""
+    n_frames: int = 0            # frames the container claims (0: unknown)
+
+
+@dataclass
+class FrameChunk:
+    frames: np.ndarray  # uint8 [n, H, W, 3] RGB (or a device tensor from a GPU backend)
+    t: np.ndarray       # float64 [n] presentation times in seconds
+
+
+@dataclass
+class AudioTrack:
+    wave: np.ndarray    # float32 [n] mono
+    sample_rate: int
+    start_s: float      # time of wave[0]
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.wave) / self.sample_rate
+
+
+def scaled_size(w: int, h: int, short_side: int) -> tuple[int, int]:
+    """Width and height once the short side is ``short_side`` (even sizes; 0 keeps the native size).
+
+    >>> scaled_size(640, 360, 256)
+    (456, 256)
+    """
+    if not short_side or min(w, h) <= 0:
+        return w, h
+    s = short_side / min(w, h)
+    # even sizes keep swscale on its fast paths; never below 2 pixels
+    return max(2, int(round(w * s / 2)) * 2), max(2, int(round(h * s / 2)) * 2)
+
+
+def rotate(frames: np.ndarray, degrees: int) -> np.ndarray:
+    """Turn ``[n, H, W, 3]`` frames upright for a counterclockwise display rotation of ``degrees``."""
+    k = int(round(degrees / 90)) % 4
+    return np.ascontiguousarray(np.rot90(frames, k=k, axes=(-3, -2))) if k else frames

@@ -1,0 +1,1 @@
+"""The extraction pipeline: plan (cache decisions), schedule (per-modality runs, batching), worker, runner (Ray)."""
