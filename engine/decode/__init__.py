@@ -6,8 +6,8 @@ A backend is a class registered with :func:`register_backend` that has ``name``,
 ``probe(path)``. PyAV (CPU, every codec) is the reference; DALI decodes on the GPU (NVDEC) or, for VP8, VP9 and
 MJPEG, on the CPU. Probing and audio always go through the first registered backend that offers them (PyAV).
 
-Adding a backend: one module under ``engine/decode/`` that calls :func:`register_backend`, listed in
-``_BUILTIN`` below or imported by the user before the run (``decode.backend: mymodule:name`` is not needed).
+Adding a backend: one module that defines a class and registers it with :func:`register_backend`; name it
+``package.module:name`` in ``decode.backend`` (or add it to ``_BUILTIN`` below to give it a short name).
 """
 from __future__ import annotations
 
@@ -31,7 +31,11 @@ def register_backend(cls: type) -> type:
 
 def get_backend(name: str):
     """The backend registered as ``name`` (built-in ones are imported on first use)."""
-    if name not in _BACKENDS and name in _BUILTIN:
+    module, _, short = name.rpartition(":")
+    if module:  # a backend outside this package: its module registers it on import (in every worker too)
+        importlib.import_module(module)
+        name = short
+    elif name not in _BACKENDS and name in _BUILTIN:
         importlib.import_module(_BUILTIN[name])
     if name not in _BACKENDS:
         raise ValueError(f"unknown decode backend {name!r}; known: {', '.join(sorted({*_BUILTIN, *_BACKENDS}))}")
@@ -54,7 +58,8 @@ def select_backend(requested: str = "auto", device: str = "gpu") -> str:
     backend = get_backend(requested)
     ok, why = backend.available(device)
     if not ok:
-        raise RuntimeError(f"decode.backend={requested} (device {device}): {requested.upper()} cannot run here: {why}")
+        raise RuntimeError(f"decode.backend={requested} (device {device}): "
+                           f"{requested.rpartition(':')[2].upper()} cannot run here: {why}")
     return requested
 
 

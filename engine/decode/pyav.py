@@ -54,6 +54,14 @@ def probe(path: str) -> MediaInfo:
                 end = float((s.duration + (s.start_time or 0)) * s.time_base)
                 dur = end if dur is None else max(dur, end)
         info = MediaInfo(path=path, duration_s=float(dur or 0.0), has_video=v is not None, has_audio=a is not None)
+        starts = [float(s.start_time * s.time_base) for s in (v, a)
+                  if s is not None and s.start_time is not None and s.time_base is not None]
+        info.start_s = max(0.0, min(starts)) if starts else 0.0
+        ends = {}
+        for kind, s in (("video", v), ("audio", a)):
+            if s is not None and s.duration is not None and s.time_base is not None:
+                ends[kind] = float((s.duration + (s.start_time or 0)) * s.time_base)
+        info.video_end_s, info.audio_end_s = ends.get("video"), ends.get("audio")
         if v is not None:
             info.width, info.height = v.codec_context.width, v.codec_context.height
             rate = v.average_rate or v.guessed_rate

@@ -24,8 +24,16 @@ class MediaInfo:
     audio_channels: int = 0
     rotation: int = 0            # counterclockwise display rotation in degrees (phones)
     video_start_s: float = 0.0   # presentation time of the first video frame
+    start_s: float = 0.0         # where the media timeline starts (the earliest stream)
+    video_end_s: float | None = None  # where the video stream says it ends (None: unknown)
+    audio_end_s: float | None = None  # where the audio stream says it ends
     video_codec: str = ""
     n_frames: int = 0            # frames the container claims (0: unknown)
+
+    @property
+    def span_s(self) -> float:
+        """How long the content lasts (a clip whose streams start at 1.5 s lasts duration - 1.5)."""
+        return self.duration_s - self.start_s
 
 
 @dataclass

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import STREAM_DIR
-from .media import write_media
+from ..media import write_media
+from . import register_dataset
+from .emos_stream import STREAM_DIR, EmosStream
 
 log = logging.getLogger(__name__)
 DEMO_VERSION = 1
@@ -165,3 +166,16 @@ def ensure_demo(path: Path | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+@register_dataset
+class Demo(EmosStream):
+    """The embedded demo: three short films in the layout of the EmoS streaming release, generated on first use.
+
+    ``--split stream`` without ``--root`` reads it too (into ``stream.zarr``), as the README's first command does.
+    """
+
+    name = "demo"
+
+    def default_root(self) -> Path:
+        return ensure_demo()

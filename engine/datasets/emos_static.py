@@ -60,9 +60,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import Item, Segment, check_item_id
-from .errors import MetadataError
-from .labels import BASIC7, GOEMOTIONS28, basic7_index
+from ..errors import MetadataError
+from ..labels import BASIC7, GOEMOTIONS28, basic7_index
+from ..records import Item, Segment, check_item_id
+from . import Dataset, register_dataset
 
 log = logging.getLogger(__name__)
 
@@ -484,3 +485,16 @@ def discover_static(root: Path, cfg: dict) -> list[Item]:
             f"no static label tables under {root}: is --root an EmoS checkout (with "
             f"{LABEL_BASES[0]}/English/basic7/*.xlsx or {LABEL_BASES[1]}/English/basic7/*.xlsx)?")
     return items
+
+
+@register_dataset
+class EmosStatic(Dataset):
+    """The static clips of EmoS: MELD-Core (English) and CH-SIMS v2 (Chinese), one utterance per clip."""
+
+    name = "static"
+    clip_level = True
+    shard_items = 1000
+    items_per_task = 8
+
+    def discover(self, root: Path, config: dict) -> list[Item]:
+        return discover_static(Path(root), (config or {}).get("static", {}))

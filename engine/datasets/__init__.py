@@ -1,0 +1,64 @@
+"""Datasets by name: each finds the items of a checkout (media, segments, labels, language).
+
+A dataset is a class registered with :func:`register_dataset`; ``--split NAME`` picks it. The built-in ones are
+the EmoS streaming films (``stream``), the EmoS static clips (``static``) and the generated demo (``demo``).
+Adding one is one module that defines and registers a class; a dataset outside this package is named
+``package.module:name`` (the module is imported, and registers itself).
+
+>>> sorted(dataset_names())
+['demo', 'static', 'stream']
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..records import Item
+
+_DATASETS: dict[str, type] = {}
+_BUILTIN = {"stream": "engine.datasets.emos_stream", "static": "engine.datasets.emos_static",
+            "demo": "engine.datasets.demo"}
+
+
+class Dataset:
+    """What the pipeline needs to know of a dataset; it never asks which one it is running."""
+
+    name = ""
+    clip_level = False      # items are short clips: the store adds one mean vector per modality and item
+    shard_items = 1         # items packed per store shard (a setting may override it)
+    items_per_task = 1      # items that share encoder batches in a worker
+
+    def discover(self, root: Path, config: dict) -> list[Item]:  # pragma: no cover - abstract
+        """Every item under ``root``, each with its labels or its error (never an exception for one item)."""
+        raise NotImplementedError
+
+    def default_root(self) -> Path | None:
+        """Where to look without ``--root`` (None: ``--root`` is required)."""
+        return None
+
+    def summarize(self, items: list[Item]) -> dict | None:
+        """An extra section of the run report (counts by language, reasons), or None."""
+        return None
+
+
+def register_dataset(cls: type) -> type:
+    """Class decorator: make a dataset available to ``--split`` under ``cls.name``."""
+    _DATASETS[cls.name] = cls
+    return cls
+
+
+def get_dataset(name: str) -> Dataset:
+    """A dataset by name (``stream``, ``static``, ``demo`` or ``package.module:name``)."""
+    module, _, short = name.rpartition(":")
+    if module:
+        importlib.import_module(module)
+        name = short
+    elif name not in _DATASETS and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
+    if name not in _DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}")
+    return _DATASETS[name]()
+
+
+def dataset_names() -> list[str]:
+    return sorted({*_BUILTIN, *_DATASETS})

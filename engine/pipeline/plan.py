@@ -1,0 +1,98 @@
+"""Cache decisions: which modalities of an item must be computed, and which shards must be rewritten.
+
+:func:`plan_item` decides per item and per modality (the cache stays per item); :func:`plan_shards` turns those
+decisions into shard tasks: an item already in the store is redone inside the shard that holds it, new items are
+packed into new shards. Both change nothing they are given. The driver plans once (to start no worker when all is
+cached), and each worker plans again under the shard's lock, so two runs never compute one item twice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..fingerprint import digest, media_fingerprint, modality_key
+from ..records import Group, Item, ItemResult
+
+
+@dataclass
+class ItemPlan:
+    compute: list[str]
+    reuse: list[str]
+    keys: dict[str, str]
+    media: dict | None
+    meta_fingerprint: str
+    rewrite: bool  # something must be written (a group, or changed segments/labels)
+
+
+@dataclass
+class ShardTask:
+    """Items to (re)compute in one shard. Members of the shard not listed here are carried over as they are."""
+
+    key: str
+    items: list[Item] = field(default_factory=list)
+
+
+def plan_item(item: Item, groups: list[Group], old_attrs: dict | None, force: bool) -> ItemPlan:
+    """What to compute for ``item`` given its published attributes (None when it is not in the store)."""
+    old = old_attrs or {}
+    # the driver's fresh fingerprint first: a worker never hashes what the driver just hashed
+    media = media_fingerprint(item.media, item.media_fp or old.get("media")) if item.media else None
+    meta_fp = item.meta_fingerprint()
+    text_digest = digest([(s.start_s, s.end_s, s.text) for s in item.segments], item.lang)
+    keys, compute, reuse = {}, [], []
+    old_keys = old.get("fingerprints", {})
+    for g in groups:
+        keys[g.name] = modality_key(g.modality, media and media["blake2b"], text_digest, g.spec.digest(),
+                                    g.settings)
+        if not force and old_keys.get(g.name) == keys[g.name] and not old.get("damaged"):
+            reuse.append(g.name)
+        else:
+            compute.append(g.name)
+    # a touched but unchanged file (same hash, new mtime) is republished once, all groups reused, so that later
+    # runs recognise it by size and mtime again instead of rehashing it every time
+    rewrite = bool(compute) or old.get("meta_fingerprint") != meta_fp or \
+        sorted([*old.get("groups", []), *old.get("missing", {})]) != sorted(keys) or \
+        (media is not None and old.get("media") != media)
+    return ItemPlan(compute, reuse, keys, media, meta_fp, rewrite)
+
+
+def new_shard_key(item_ids: list[str]) -> str:
+    """The key of a new shard: a digest of its members, so that two runs packing the same new items agree."""
+    return "s" + digest(*item_ids, size=8)
+
+
+def plan_shards(items: list[Item], groups: list[Group], index: dict[str, tuple[str, dict]], shard_items: int,
+                force: bool) -> tuple[list[ShardTask], list[ItemResult]]:
+    """Shard tasks for the items that need work, and the results of those that need none (cached or failed).
+
+    ``index`` maps the published items to ``(shard key, attrs)``. Items are hashed here (once per run); the
+    fingerprint travels with the task's copy of the item so that workers never rehash.
+    """
+    done: list[ItemResult] = []
+    by_key: dict[str, ShardTask] = {}
+    new: list[Item] = []
+    for it in items:
+        if it.error is not None:
+            done.append(ItemResult.failed(it, it.error))
+            continue
+        key, old = index.get(it.id, (None, None))
+        try:
+            p = plan_item(it, groups, old, force)
+        except OSError as exc:
+            done.append(ItemResult.failed(it, f"{it.id}: cannot read media ({exc}) [{it.media}]"))
+            continue
+        if not p.rewrite:
+            done.append(ItemResult(id=it.id, status="cached", source=it.source, reused=p.reuse, lang=it.lang,
+                                   media_s=float(old.get("duration_s") or 0.0), warnings=list(it.warnings)))
+            continue
+        it.media_fp = p.media
+        if key is not None:
+            by_key.setdefault(key, ShardTask(key)).items.append(it)
+        else:
+            new.append(it)
+    new.sort(key=lambda i: i.id)
+    step = max(1, shard_items)
+    for i in range(0, len(new), step):
+        chunk = new[i:i + step]
+        key = new_shard_key([it.id for it in chunk])
+        by_key.setdefault(key, ShardTask(key)).items.extend(chunk)
+    return list(by_key.values()), done

@@ -1,0 +1,158 @@
+"""Ray: extraction actors pinned to GPUs (``num_gpus``), CPU actors where there is none. The only module that
+imports Ray.
+
+Ray does the scheduling, restarts and retries (``max_restarts``, ``max_task_retries``, resource requests); this
+module keeps a bounded number of shard tasks in flight per actor (backpressure: the driver holds item specs and
+small results, never features), hands a task out again later when another run holds its shard, and reports
+through hooks (``on_start``, ``on_result``) and :class:`Timings`, which the CLI and the benchmarks use alike.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..records import ItemResult, RunPlan
+from .plan import ShardTask
+from .worker import BUSY, ShardProcessor
+
+log = logging.getLogger(__name__)
+PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def init_ray(address: str | None, quiet: bool = False) -> bool:
+    """Join ``address`` (or ``auto``) or start a local Ray. Returns whether this call started it."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local runs need no token; a cluster sets its own
+    import ray
+    if ray.is_initialized():
+        return False
+    # MALLOC_ARENA_MAX: each item starts decode threads, and glibc's per-thread arenas otherwise let a
+    # long-lived actor's memory creep up item after item
+    kw = dict(log_to_driver=not quiet, logging_level=logging.WARNING, include_dashboard=False,
+              runtime_env={"env_vars": {"PYTHONPATH": PROJECT_ROOT, "MALLOC_ARENA_MAX": "2"}})
+    if address:
+        ray.init(address=address, **kw)
+    else:  # "local": a new Ray of our own, even when a `ray start` cluster runs on this machine
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, **kw)
+    return True
+
+
+def placement(workers: int = 0) -> tuple[int, dict]:
+    """How many actors, and the resources of each, from what the cluster has."""
+    import ray
+    res = ray.cluster_resources()
+    gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
+    if gpus:
+        n = workers or gpus
+        return n, {"num_gpus": 1 if n <= gpus else gpus / n, "num_cpus": max(1, cpus // n)}
+    n = workers or max(1, cpus // 2)
+    return n, {"num_cpus": max(1, cpus // n)}
+
+
+@dataclass
+class Timings:
+    """Where the fixed cost of a run goes (seconds), filled as it happens."""
+
+    ray_start_s: float = 0.0
+    first_result_s: float | None = None  # from the start of run_tasks to the first finished task
+    run_s: float = 0.0
+    busy_requeues: int = 0
+    per_task: list[float] = field(default_factory=list)
+
+
+def _actor_class():
+    import ray
+
+    @ray.remote
+    class ExtractionActor:
+        """One per GPU (or per CPU share): loads each model once, then handles shard tasks one by one."""
+
+        def __init__(self, plan: RunPlan):
+            import torch
+            if ray.get_gpu_ids() and torch.cuda.is_available():
+                plan.device = "cuda"
+                plan.decode = {**plan.decode, "device_id": 0}  # Ray's CUDA_VISIBLE_DEVICES: our GPU is device 0
+            self.proc = ShardProcessor(plan)
+
+        def process(self, task: ShardTask) -> list[ItemResult]:
+            node = ray.get_runtime_context().get_node_id()
+            results = self.proc.process(task)
+            for r in results:
+                r.node = node
+            return results
+
+        def pid(self) -> int:
+            return os.getpid()
+
+    return ExtractionActor
+
+
+def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts: int, max_task_retries: int,
+              in_flight_per_worker: int = 2, on_result: Callable[[ItemResult], None] | None = None,
+              on_start: Callable[[list], None] | None = None, timings: Timings | None = None) -> list[ItemResult]:
+    """Run shard tasks through a pool of actors; one result per item, in completion order."""
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    timings = timings or Timings()
+    t_start = time.perf_counter()
+    n, resources = placement(workers)
+    n = max(1, min(n, len(tasks)))  # never more actors than tasks: each loads every model
+    plan.threads = plan.threads or int(resources.get("num_cpus", 1))
+    Actor = _actor_class()
+    new_actor = lambda: Actor.options(max_restarts=max_restarts, max_task_retries=max_task_retries,  # noqa: E731
+                                      **resources).remote(plan)
+    actors = [new_actor() for _ in range(n)]
+    if on_start:
+        on_start(actors)
+    log.info("%d extraction actor(s), each %s", n, resources)
+    queue = deque(tasks)
+    later: deque = deque()  # tasks whose shard another run holds: tried again once the queue is empty
+    busy: dict = {}  # ref -> (task, actor index, sent at)
+    load = [0] * n
+    results: list[ItemResult] = []
+    try:
+        while queue or busy or later:
+            if not queue and later and not busy:
+                time.sleep(0.2)
+                queue.extend(later)
+                later.clear()
+            for a in range(n):
+                while queue and load[a] < in_flight_per_worker:
+                    task = queue.popleft()
+                    busy[actors[a].process.remote(task)] = (task, a, time.perf_counter())
+                    load[a] += 1
+            ready, _ = ray.wait(list(busy), num_returns=1, timeout=1.0)
+            for ref in ready:
+                task, a, sent = busy.pop(ref)
+                load[a] -= 1
+                try:
+                    done = ray.get(ref)
+                except (RayActorError, RayTaskError) as exc:  # retries used up: these items fail, the run goes on
+                    done = [ItemResult.failed(it, f"{it.id}: worker failed after {max_task_retries} retries "
+                                                  f"({type(exc).__name__}) [{it.media}]") for it in task.items]
+                    if isinstance(exc, RayActorError):  # a dead actor is replaced
+                        actors[a] = new_actor()
+                if timings.first_result_s is None:
+                    timings.first_result_s = time.perf_counter() - t_start
+                if done and all(r.status == BUSY for r in done):
+                    timings.busy_requeues += 1
+                    later.append(task)
+                    continue
+                timings.per_task.append(time.perf_counter() - sent)
+                for res in done:
+                    results.append(res)
+                    if on_result:
+                        on_result(res)
+    finally:
+        for actor in actors:
+            try:
+                ray.kill(actor)
+            except Exception:  # pragma: no cover - already gone
+                pass
+        timings.run_s = time.perf_counter() - t_start
+    return results

@@ -1,0 +1,174 @@
+"""What one worker does with one shard task: lock, plan, probe, schedule, and hand the rows to the store.
+
+Knows nothing of Ray (the actor in :mod:`engine.pipeline.runner` wraps it) and names no model: extractors come
+from the registry by name. Bad media or metadata fail their item alone; the shard is published without it, and
+what the store held before stays until a whole new version replaces it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+import extractors as registry
+
+from .. import __version__
+from ..decode import probe, select_backend
+from ..errors import ItemError, MediaError
+from ..records import Group, Item, ItemResult, RunPlan
+from ..store import FeatureStore, layout
+from .assemble import OldShard, assemble
+from .plan import ShardTask, plan_item
+from .schedule import Job, decode_audio_tracks, run_audio, run_text, run_visual
+
+log = logging.getLogger(__name__)
+BUSY = "busy"  # a result status: another run holds the shard; the driver hands the task out again later
+
+
+class ShardProcessor:
+    """Holds the loaded extractors of one worker; :meth:`process` handles one shard task."""
+
+    def __init__(self, plan: RunPlan):
+        self.plan = plan
+        self.store = FeatureStore(plan.out, plan.split)
+        self._extractors: dict[str, registry.Extractor] = {}
+        self.device = plan.device
+        try:
+            import torch
+            if plan.threads:
+                torch.set_num_threads(plan.threads)
+        except ImportError:  # pragma: no cover
+            pass
+        self.backend = select_backend(plan.decode.get("backend", "auto"), plan.decode.get("device", "gpu"))
+        self._by_name = {g.name: g for g in plan.groups}
+
+    @property
+    def precision(self) -> str:
+        return "fp16" if (self.device == "cuda" and self.plan.half_precision) else "fp32"
+
+    def extractor(self, group: Group):
+        ex = self._extractors.get(group.name)
+        if ex is None:  # each model is loaded once per worker, on first use
+            device = "cpu" if group.spec.device == "cpu" else self.device
+            ex = registry.create(group.spec, device=device, precision=self.precision)
+            ex.setup()
+            self._extractors[group.name] = ex
+        return ex
+
+    def process(self, task: ShardTask) -> list[ItemResult]:
+        """Results for the task's items, in their order (status ``busy`` for all when another run holds it)."""
+        results = {it.id: ItemResult(id=it.id, status="failed", source=it.source, warnings=list(it.warnings),
+                                     worker_pid=os.getpid(), lang=it.lang) for it in task.items}
+        with self.store.lock(task.key, blocking=False) as got:
+            if not got:
+                for r in results.values():
+                    r.status = BUSY
+                return list(results.values())
+            self.store.recover(task.key)
+            old = OldShard.open(self.store.shards().get(task.key))
+            jobs = []
+            for item in task.items:
+                try:
+                    job = self._prepare(item, results[item.id], old)
+                    if job is not None:
+                        jobs.append(job)
+                except Exception as exc:
+                    self._fail(results, item, exc)
+            if jobs:
+                self._compute(jobs)
+                t0 = time.perf_counter()
+                try:
+                    self._write(task.key, jobs, old)
+                except Exception as exc:  # nothing of this version is published; the old one stays
+                    for job in jobs:
+                        job.error = job.error or exc
+                took = time.perf_counter() - t0
+                for job in jobs:
+                    if job.error is not None:
+                        self._fail(results, job.item, job.error)
+                    else:
+                        job.res.seconds["store"] = round(took / len(jobs), 4)
+        return [results[it.id] for it in task.items]
+
+    def _fail(self, results: dict, item: Item, exc: BaseException) -> None:
+        if not isinstance(exc, ItemError):  # a bug or an encoder failure: the traceback goes to the log
+            log.error("%s: %s", item.id, "".join(traceback.format_exception(exc)))
+        failed = ItemResult.failed(item, exc, worker_pid=os.getpid())
+        failed.seconds = results[item.id].seconds
+        results[item.id] = failed
+
+    def _prepare(self, item: Item, res: ItemResult, old: "OldShard") -> Job | None:
+        old_attrs = old.attrs_of(item.id)
+        plan = plan_item(item, self.plan.groups, old_attrs, self.plan.force)
+        if not plan.rewrite:  # another run did it meanwhile
+            res.status, res.reused = "cached", plan.reuse
+            res.media_s = float(old_attrs.get("duration_s") or 0.0)
+            return None
+        info = probe(item.media)
+        meta_s, tol = item.duration_s, self.plan.duration_tolerance_s
+        if meta_s is not None and abs(info.duration_s - meta_s) > tol and abs(info.span_s - meta_s) > tol:
+            raise MediaError(f"media lasts {info.span_s:.2f}s but its metadata says {meta_s:.2f}s "
+                             f"(tolerance {tol}s): wrong clip?", file=item.media)
+        res.media_s = info.duration_s
+        missing = {g: (old_attrs or {}).get("missing", {})[g] for g in plan.reuse
+                   if g in (old_attrs or {}).get("missing", {})}
+        job = Job(item, res, plan, info, [self._by_name[n] for n in plan.compute], missing)
+        for g in job.todo:
+            if g.modality == "visual" and not info.has_video:
+                job.missing[g.name] = "no video stream"
+            elif g.modality == "audio" and not info.has_audio:
+                job.missing[g.name] = "no audio track"
+        return job
+
+    def _compute(self, jobs: list[Job]) -> None:
+        """Audio and video of a few items at a time (decode overlapping the encoders); text of all at once."""
+        d, tol = dict(self.plan.decode), self.plan.duration_tolerance_s
+        step = max(1, self.plan.batch_items)
+        with ThreadPoolExecutor(1, thread_name_prefix="audio-decode") as pool:
+            for i in range(0, len(jobs), step):
+                batch = jobs[i:i + step]
+                for job in batch:
+                    if job.needs("audio"):
+                        job.audio = pool.submit(decode_audio_tracks, job, d.get("audio_chunk_s", 10.0))
+                run_visual([j for j in batch if j.error is None], self.extractor, d, self.backend, tol)
+                run_audio([j for j in batch if j.error is None], self.extractor, tol)
+        run_text([j for j in jobs if j.error is None], self.extractor)
+
+    def _write(self, key: str, jobs: list[Job], old: "OldShard") -> None:
+        group_attrs = {}
+        for g in self.plan.groups:
+            attrs = {**self.extractor(g).attrs(), "settings": g.settings}
+            group_attrs[g.name] = attrs
+        rows = assemble(jobs, old, self.plan, group_attrs, self._item_attrs)
+        if not rows:  # every member failed: the old version must not go on serving them as current
+            self.store.retire(key)
+            return
+        writer = self.store.stage(key)
+        try:
+            writer.write(rows, group_attrs, {g.name: g.spec.dim for g in self.plan.groups}, self.plan.pooled,
+                         self.plan.store_dtype)
+            writer.publish()
+        except BaseException:
+            writer.abort()
+            raise
+        for job in (j for j in jobs if j.error is None):
+            job.res.status, job.res.computed, job.res.reused = "ok", job.plan.compute, job.plan.reuse
+            job.res.missing = job.missing
+
+    def _item_attrs(self, job: Job, present: list[str]) -> dict:
+        item, info, plan = job.item, job.info, job.plan
+        return {
+            "source": item.source, "duration_s": info.duration_s, "lang": item.lang, "split": item.split,
+            "duration_meta_s": item.duration_s, "groups": present, "missing": job.missing,
+            "fingerprints": plan.keys, "media": plan.media, "meta_fingerprint": plan.meta_fingerprint,
+            "warnings": item.warnings, "meta": item.meta,
+            "media_info": {"width": info.width, "height": info.height, "fps": info.fps,
+                           "audio_rate": info.audio_rate, "has_video": info.has_video, "has_audio": info.has_audio,
+                           "start_s": info.start_s, "codec": info.video_codec},
+            "decode": {"backend": self.backend, "precision": self.precision},
+            "engine_version": __version__, "store_format": layout.STORE_FORMAT,
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+

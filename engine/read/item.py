@@ -1,0 +1,199 @@
+"""One shard opened for reading, and the view of one item in it."""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from kernels.align import overlap, window_rows
+
+from ..errors import StoreError
+from ..store import layout as L
+from ..store.zarrjson import load_array, read_attrs
+
+
+class Window(NamedTuple):
+    features: np.ndarray  # [n, D] (a read-only view into the memory map)
+    t: np.ndarray         # [n] float64 seconds
+
+
+@dataclass
+class Packed:
+    """A modality of a shard: all items' rows, their times (in RAM) and each item's row range."""
+
+    name: str
+    features: np.ndarray   # memory map [N, D]
+    t: np.ndarray          # [N] float64, in RAM: re-reading timestamps per window halves throughput
+    offsets: np.ndarray    # [I + 1] int64
+    attrs: dict
+    pooled: np.ndarray | None = None
+
+
+@dataclass
+class Modality:
+    name: str
+    t: np.ndarray
+    features: np.ndarray
+    attrs: dict
+
+
+class Shard:
+    """A published shard. Its arrays are loaded together on first use, so one version is seen whole."""
+
+    def __init__(self, path: Path, attrs: dict, reopen: Callable[["Shard"], "Shard"]):
+        self.path, self.attrs = path, attrs
+        self.key = attrs.get(L.SHARD_KEY, path.name.rpartition(".")[0])
+        self.ids: list[str] = list(attrs.get(L.ITEM_IDS, []))
+        self.item_attrs: dict = attrs.get(L.ITEM_ATTRS, {})
+        self._reopen = reopen
+        self._lock = threading.Lock()
+        self._loaded = False
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._loaded:
+                return
+            try:
+                self._load_arrays(self.path)
+            except FileNotFoundError:
+                # the version was retired between the store scan and now: read the newest one of this key
+                newer = self._reopen(self)
+                self.path, self.attrs = newer.path, newer.attrs
+                self.ids, self.item_attrs = newer.ids, newer.item_attrs
+                self._load_arrays(self.path)
+            self._loaded = True
+
+    def _load_arrays(self, path: Path) -> None:
+        if not path.is_dir():
+            raise FileNotFoundError(path)
+        groups = {}
+        for name in self.attrs.get(L.GROUPS, []):
+            g = path / name
+            gattrs = read_attrs(g)
+            if gattrs is None:
+                raise StoreError(f"{g}: modality group is missing; the store is damaged, re-run the extraction")
+            offsets = np.array(load_array(g / L.OFFSETS), np.int64)
+            feats = load_array(g / L.FEATURES)
+            t = np.array(load_array(g / L.TIMES), np.float64)
+            if len(offsets) != len(self.ids) + 1 or offsets[-1] != len(t) or len(feats) != len(t):
+                raise StoreError(f"{g}: row offsets, times and features disagree; the store is damaged")
+            pooled = load_array(g / L.POOLED) if (g / L.POOLED / "zarr.json").is_file() else None
+            groups[name] = Packed(name, feats, t, offsets, gattrs, pooled)
+        seg = path / L.SEGMENTS
+        self.seg_offsets = np.array(load_array(seg / L.OFFSETS), np.int64)
+        self.seg_start = np.array(load_array(seg / "start"), np.float64)
+        self.seg_end = np.array(load_array(seg / "end"), np.float64)
+        self._seg_text_path = seg / "text"
+        self._seg_text = None
+        lab = path / L.LABELS
+        self.label_names = sorted(p.name for p in lab.iterdir() if p.name != L.OFFSETS and (p / "zarr.json").is_file())
+        self.label_attrs = {n: read_attrs(lab / n) or {} for n in self.label_names}
+        self._labels: dict[str, np.ndarray] = {}
+        for name in self.label_names:  # all now: the version read is the version seen
+            self.label(name)
+        tp = path / L.TURNING_POINTS
+        self.tp_offsets = np.array(load_array(tp / L.OFFSETS), np.int64)
+        self.tp = np.array(load_array(tp / "segment"), np.int32)
+        self.groups = groups
+
+    @property
+    def packed(self) -> dict[str, Packed]:
+        if not self._loaded:
+            self._load()
+        return self.groups
+
+    def label(self, name: str) -> np.ndarray:
+        """A label array over all segments of the shard, in RAM."""
+        if name not in self._labels:
+            self._labels[name] = np.array(load_array(self.path / L.LABELS / name, mmap=False))
+        return self._labels[name]
+
+    def seg_text(self) -> np.ndarray:
+        if self._seg_text is None:
+            self._seg_text = np.array(load_array(self._seg_text_path), dtype=object)
+        return self._seg_text
+
+
+class ItemView:
+    """One complete item: its modalities (memory-mapped slices), segments and labels."""
+
+    __slots__ = ("shard", "k", "id", "attrs", "_groups")
+
+    def __init__(self, shard: Shard, k: int):
+        self.shard, self.k = shard, k
+        self.id = shard.ids[k]
+        self.attrs = shard.item_attrs.get(self.id, {})
+        self._groups = None
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.attrs.get("duration_s") or 0.0)
+
+    @property
+    def lang(self) -> str:
+        return self.attrs.get("lang", "")
+
+    @property
+    def groups(self) -> dict[str, Modality]:
+        """The modalities this item has (a group it lacks, e.g. audio of a silent film, is absent)."""
+        if self._groups is None:
+            out, k = {}, self.k
+            present = self.attrs.get("groups")
+            for name, p in self.shard.packed.items():
+                if present is not None and name not in present:
+                    continue
+                a, b = p.offsets[k], p.offsets[k + 1]
+                out[name] = Modality(name, p.t[a:b], p.features[a:b], p.attrs)
+            self._groups = out
+        return self._groups
+
+    def pooled(self, name: str) -> np.ndarray | None:
+        """The item's mean vector of one modality (clip datasets), or None."""
+        p = self.shard.packed[name].pooled
+        return None if p is None else p[self.k]
+
+    def window(self, t0: float, t1: float, groups=None) -> dict[str, Window]:
+        """Rows of each modality whose time lies in ``[t0, t1)`` seconds."""
+        if isinstance(t0, float) and math.isnan(t0) or isinstance(t1, float) and math.isnan(t1):
+            raise ValueError(f"window bounds must be real seconds, not ({t0}, {t1}) (NaN)")
+        out = {}
+        gs = self.groups
+        for name in groups or gs:
+            m = gs[name]
+            i0, i1 = window_rows(m.t, t0, t1)
+            out[name] = Window(m.features[i0:i1], m.t[i0:i1])
+        return out
+
+    def _seg_range(self) -> tuple[int, int]:
+        s = self.shard
+        s.packed  # noqa: B018  (loads the shard)
+        return int(s.seg_offsets[self.k]), int(s.seg_offsets[self.k + 1])
+
+    @property
+    def segments(self) -> dict[str, np.ndarray]:
+        """``{"start", "end", "text"}`` arrays, one entry per sentence segment, in time order."""
+        a, b = self._seg_range()
+        s = self.shard
+        return {"start": s.seg_start[a:b], "end": s.seg_end[a:b], "text": s.seg_text()[a:b]}
+
+    @property
+    def labels(self) -> dict[str, np.ndarray]:
+        """Label arrays by name (``primary``, ``goemotions``, ``intensity``, ``turning_points``, ...)."""
+        a, b = self._seg_range()
+        s = self.shard
+        out = {name: s.label(name)[a:b] for name in s.label_names}
+        out[L.TURNING_POINTS] = s.tp[s.tp_offsets[self.k]:s.tp_offsets[self.k + 1]]
+        return out
+
+    def segment_at(self, t0: float, t1: float) -> int:
+        """Index of the segment that overlaps ``[t0, t1)`` most (-1 if none)."""
+        seg = self.segments
+        if not len(seg["start"]):
+            return -1
+        ov = [overlap(t0, t1, float(a), float(b)) for a, b in zip(seg["start"], seg["end"])]
+        k = int(np.argmax(ov))
+        return k if ov[k] > 0 else -1

@@ -1,0 +1,120 @@
+"""PyTorch views of a feature store: fixed windows or sentence segments, with the labels they cover.
+
+>>> from engine.torchdata import WindowDataset                                  # doctest: +SKIP
+>>> ds = WindowDataset("emos_features/stream.zarr", window_s=8.0, hop_s=4.0)   # doctest: +SKIP
+>>> loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, num_workers=2)  # doctest: +SKIP
+>>> batch = next(iter(loader))                                                 # doctest: +SKIP
+>>> batch["features"]["visual"].shape, batch["mask"]["visual"].shape, batch["label"].shape  # doctest: +SKIP
+(torch.Size([32, 34, 1280]), torch.Size([32, 34]), torch.Size([32]))
+
+Rows are padded to a fixed length per modality (the most any window of the dataset holds), with a boolean mask,
+so the default collate works. ``pool=True`` gives the masked mean per modality instead ([D]).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kernels.align import window_rows
+
+from .reader import StoreReader
+
+N_GOEMOTIONS = 28
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Windows over the complete items of a store.
+
+    by="window": ``[k * hop_s, k * hop_s + window_s)`` for every whole window inside each item (one window, padded,
+    for an item shorter than ``window_s``).
+    by="segment": one sample per sentence segment, ``[start, end)``.
+    Each sample's labels are those of the segment that overlaps the window most (-1 / zeros where none does).
+    The index (item, bounds, segment and row range per modality of every sample) is built once, with numpy;
+    a sample is then a few slices of memory maps.
+    """
+
+    def __init__(self, store: str | Path | StoreReader, window_s: float = 8.0, hop_s: float | None = None,
+                 groups: list[str] | None = None, items: list[str] | None = None, by: str = "window",
+                 pool: bool = False):
+        self.reader = store if isinstance(store, StoreReader) else StoreReader(store)
+        if by not in ("window", "segment"):
+            raise ValueError("by must be 'window' or 'segment'")
+        if by == "window" and not (window_s > 0 and (hop_s is None or hop_s > 0)):
+            raise ValueError(f"window_s and hop_s must be > 0 seconds, not {window_s}, {hop_s}")
+        self.by, self.pool = by, pool
+        self.item_ids = list(items) if items is not None else self.reader.items()
+        first = self.reader.item(self.item_ids[0]) if self.item_ids else None
+        self.groups = list(groups) if groups is not None else (list(first.groups) if first else [])
+        hop_s = hop_s or window_s
+        s_item, s_t0, s_t1, s_seg = [], [], [], []
+        rows = {g: ([], []) for g in self.groups}  # row range of each sample within its item, per modality
+        for n, iid in enumerate(self.item_ids):
+            it = self.reader.item(iid)
+            gs = it.groups
+            missing = [g for g in self.groups if g not in gs]
+            if missing:
+                raise KeyError(f"{iid}: no modality {missing} (has {list(gs)})")
+            if by == "segment":
+                seg = it.segments
+                t0, t1 = np.asarray(seg["start"], np.float64), np.asarray(seg["end"], np.float64)
+                k = np.arange(len(t0))
+            else:
+                m = max(1, int(np.floor((it.duration_s - window_s) / hop_s + 1e-9)) + 1)
+                t0 = np.arange(m) * hop_s
+                t1 = t0 + window_s
+                k = np.array([it.segment_at(a, b) for a, b in zip(t0, t1)], np.int64)
+            s_item.append(np.full(len(t0), n, np.int64))
+            s_t0.append(t0)
+            s_t1.append(t1)
+            s_seg.append(k)
+            for g in self.groups:
+                t = gs[g].t
+                rows[g][0].append(np.searchsorted(t, t0, side="left"))
+                rows[g][1].append(np.maximum(np.searchsorted(t, t1, side="left"), rows[g][0][-1]))
+        cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+        self.s_item, self.s_t0, self.s_t1 = cat(s_item, np.int64), cat(s_t0, np.float64), cat(s_t1, np.float64)
+        self.s_seg = cat(s_seg, np.int64)
+        self.rows = {g: (cat(a, np.int64), cat(b, np.int64)) for g, (a, b) in rows.items()}
+        # fixed row count per modality: the most any sample holds (so the default collate works)
+        self.max_rows = {g: max(1, int((b - a).max()) if len(a) else 1) for g, (a, b) in self.rows.items()}
+
+    @property
+    def index(self) -> list[tuple[str, float, float, int]]:
+        """``(item, t0, t1, segment)`` of every sample."""
+        return [(self.item_ids[n], float(a), float(b), int(k))
+                for n, a, b, k in zip(self.s_item, self.s_t0, self.s_t1, self.s_seg)]
+
+    def __len__(self) -> int:
+        return len(self.s_item)
+
+    def __getitem__(self, i: int) -> dict:
+        iid = self.item_ids[self.s_item[i]]
+        shard, kk = self.reader._where[iid]
+        packed = shard.packed
+        k = int(self.s_seg[i])
+        feats, masks = {}, {}
+        for g in self.groups:
+            p = packed[g]
+            a, b = self.rows[g][0][i] + p.offsets[kk], self.rows[g][1][i] + p.offsets[kk]
+            x = torch.from_numpy(np.array(p.features[a:b], dtype=np.float32))
+            if self.pool:
+                feats[g] = x.mean(dim=0) if len(x) else torch.zeros(x.shape[1])
+                masks[g] = torch.tensor(len(x) > 0)
+                continue
+            L = self.max_rows[g]
+            pad = torch.zeros(L, x.shape[1])
+            pad[:len(x)] = x
+            m = torch.zeros(L, dtype=torch.bool)
+            m[:len(x)] = True
+            feats[g], masks[g] = pad, m
+        label, inten, goemo = -1, -1, torch.zeros(N_GOEMOTIONS)
+        if k >= 0 and "primary" in shard.label_names:
+            j = int(shard.seg_offsets[kk]) + k
+            label = int(shard.label("primary")[j])
+            inten = int(shard.label("intensity")[j]) if "intensity" in shard.label_names else -1
+            if "goemotions" in shard.label_names:
+                goemo = torch.from_numpy(np.asarray(shard.label("goemotions")[j], np.float32))
+        return {"item": iid, "t0": float(self.s_t0[i]), "t1": float(self.s_t1[i]), "segment": k, "features": feats,
+                "mask": masks, "label": label, "intensity": inten, "goemotions": goemo}

@@ -1,0 +1,12 @@
+"""The feature store: Zarr v3, items packed into shards published whole.
+
+- :mod:`engine.store.layout`: every node and attribute name (the contract).
+- :mod:`engine.store.zarrjson`: the one ``zarr.json`` parser and memory-mapped array loader (reader and inspect).
+- :mod:`engine.store.writer`: :class:`FeatureStore` (shards, locks, recovery) and :class:`ShardWriter`.
+
+Another format (or a remote filesystem) is one module beside these offering the same two things: a writer with
+``stage(key) -> write(items, ...) / publish() / abort()`` and the index read by :mod:`engine.read.reader`.
+"""
+from .layout import PRIVATE, STORE_FORMAT  # noqa: F401
+from .writer import FeatureStore, ItemRows, ShardWriter  # noqa: F401
+from .zarrjson import load_array, read_attrs  # noqa: F401

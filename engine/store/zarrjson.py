@@ -1,0 +1,130 @@
+"""The one ``zarr.json`` parser: node attributes and arrays, read without zarr-python in the loop.
+
+zarr-python costs ~1 ms per ``__getitem__``; the store is written so that it need not be in the read path:
+numeric arrays are uncompressed little-endian bytes in a single chunk, so the chunk file *is* the array and is
+memory-mapped. Every check that a damaged store would fail is made here, once, with the file named: a missing
+chunk file (zarr would silently return the fill value) or one of the wrong size raises :class:`StoreError`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreError
+
+
+def read_meta(node: Path) -> dict | None:
+    """The parsed ``zarr.json`` of a node; None when the node does not exist. A broken file raises StoreError."""
+    path = node / "zarr.json"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path}: damaged metadata ({exc}); re-run the extraction to rewrite it") from None
+    if not isinstance(meta, dict) or meta.get("zarr_format") != 3:
+        raise StoreError(f"{path}: not Zarr v3 metadata")
+    return meta
+
+
+def read_attrs(node: Path) -> dict | None:
+    """A node's attributes (None when it does not exist)."""
+    meta = read_meta(node)
+    return None if meta is None else meta.get("attributes", {})
+
+
+def _chunk_file(arr_path: Path, meta: dict) -> Path:
+    enc = meta.get("chunk_key_encoding", {})
+    sep = enc.get("configuration", {}).get("separator", "/")
+    zeros = ["0"] * len(meta["shape"])
+    if enc.get("name", "default") == "default":
+        return arr_path / sep.join(["c", *zeros]) if zeros else arr_path / "c"
+    return arr_path / sep.join(zeros or ["0"])
+
+
+def plain_layout(meta: dict) -> tuple[np.dtype, tuple, tuple] | None:
+    """``(dtype, shape, chunk)`` when the array is one uncompressed little-endian chunk, else None."""
+    codecs = meta.get("codecs", [])
+    chunk = tuple(meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape", ()))
+    shape = tuple(meta["shape"])
+    plain = (len(codecs) == 1 and codecs[0].get("name") == "bytes"
+             and codecs[0].get("configuration", {}).get("endian", "little") == "little")
+    single = len(chunk) == len(shape) and all(c >= max(1, s) for c, s in zip(chunk, shape))
+    try:
+        dtype = np.dtype(meta["data_type"])
+    except TypeError:
+        return None
+    return (dtype, shape, chunk) if plain and single else None
+
+
+def chunk_path(arr_path: Path) -> Path | None:
+    """The chunk file of a single-chunk array (None for an empty or non-plain array)."""
+    meta = read_meta(arr_path)
+    if meta is None or plain_layout(meta) is None or math.prod(meta["shape"]) == 0:
+        return None
+    return _chunk_file(arr_path, meta)
+
+
+def load_array(arr_path: Path, mmap: bool = True) -> np.ndarray:
+    """An array of the store: memory-mapped when its layout allows, else read through zarr (strings).
+
+    Raises :class:`StoreError` naming the file when the array is missing or its chunk is missing or truncated.
+    """
+    meta = read_meta(arr_path)
+    if meta is None:
+        raise StoreError(f"{arr_path}: array is missing (no zarr.json)")
+    layout = plain_layout(meta)
+    if layout is not None:
+        dtype, shape, chunk = layout
+        if math.prod(shape) == 0:
+            return np.zeros(shape, dtype)
+        f = _chunk_file(arr_path, meta)
+        want = math.prod(chunk) * dtype.itemsize
+        try:
+            size = os.stat(f).st_size
+        except FileNotFoundError:
+            raise StoreError(f"{f}: chunk file is missing ({shape} {dtype} expected); the store is damaged, "
+                             "re-run the extraction to recompute it") from None
+        if size != want:
+            raise StoreError(f"{f}: chunk file has {size} bytes, {want} expected; the store is damaged, "
+                             "re-run the extraction to recompute it")
+        if not mmap:
+            arr = np.fromfile(f, dtype=dtype).reshape(chunk)
+        else:
+            arr = np.memmap(str(f), dtype=dtype, mode="r", shape=chunk)
+        return arr if chunk == shape else arr[tuple(slice(0, s) for s in shape)]
+    import zarr
+    try:
+        return zarr.open_array(str(arr_path), mode="r")[...]
+    except Exception as exc:
+        raise StoreError(f"{arr_path}: array does not read ({type(exc).__name__}: {exc})") from None
+
+
+def check_array(arr_path: Path) -> str | None:
+    """Why an array is damaged (cheap: metadata parses, chunk exists with the right size), or None if whole."""
+    try:
+        meta = read_meta(arr_path)
+        if meta is None:
+            return f"{arr_path}: array is missing"
+        layout = plain_layout(meta)
+        if layout is None:  # strings: a missing chunk of a non-empty array
+            if math.prod(meta["shape"]) and not any(p.is_file() for p in (arr_path / "c").rglob("*")):
+                return f"{arr_path}/c: chunk file is missing"
+            return None
+        dtype, shape, chunk = layout
+        if math.prod(shape) == 0:
+            return None
+        f = _chunk_file(arr_path, meta)
+        want = math.prod(chunk) * dtype.itemsize
+        if not f.is_file():
+            return f"{f}: chunk file is missing"
+        if f.stat().st_size != want:
+            return f"{f}: chunk file has {f.stat().st_size} bytes, {want} expected"
+    except StoreError as exc:
+        return str(exc)
+    return None
