@@ -5,6 +5,7 @@ Pure numpy, so each step can be checked on arrays; :mod:`engine.tools.plot_layer
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -53,10 +54,20 @@ def sentence_number_stride(n_sentences: int, width_px: float) -> int:
 
 
 def standardise(x: np.ndarray) -> np.ndarray:
-    """Per-dimension z-scores over the rows (a constant dimension becomes 0)."""
+    """Per-dimension z-scores over the rows (a constant dimension becomes 0; NaN stays NaN).
+
+    >>> standardise(np.array([[1.0], [np.nan], [3.0]])).ravel().tolist()
+    [-1.0, nan, 1.0]
+    """
     x = np.asarray(x, dtype=np.float64)
     if not len(x):
         return x
+    if np.isnan(x).any():
+        # rows without a value (no face in the frame, unvoiced speech) must not turn the whole dimension into NaN
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a dimension that is NaN throughout: mean of nothing
+            mean, sd = np.nan_to_num(np.nanmean(x, axis=0)), np.nan_to_num(np.nanstd(x, axis=0))
+        return (x - mean) / np.where(sd > 1e-8, sd, 1.0)
     sd = x.std(axis=0)
     return (x - x.mean(axis=0)) / np.where(sd > 1e-8, sd, 1.0)
 
@@ -66,7 +77,7 @@ def bin_rows(t: np.ndarray, x: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
     A bin holds the mean of its rows. A bin without rows shows the latest row before it, if that row is recent
     (within 1.5x the median spacing of the rows: sparse modalities such as one text row per sentence stay
-    visible, a gap in the media stays a gap).
+    visible, a gap in the media stays a gap). NaN values are left out of a bin's mean.
     """
     n_bins, d = len(edges) - 1, x.shape[1]
     out = np.full((n_bins, d), np.nan)
@@ -74,10 +85,17 @@ def bin_rows(t: np.ndarray, x: np.ndarray, edges: np.ndarray) -> np.ndarray:
         return out
     b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, n_bins - 1)
     sums = np.zeros((n_bins, d))
-    np.add.at(sums, b, x)
     counts = np.bincount(b, minlength=n_bins)
     has = counts > 0
-    out[has] = sums[has] / counts[has, None]
+    missing = np.isnan(x)
+    if missing.any():  # a bin's mean over the rows that have a value, per dimension; NaN where none has
+        np.add.at(sums, b, np.where(missing, 0.0, x))
+        valued = np.zeros((n_bins, d))
+        np.add.at(valued, b, ~missing)
+        out[has] = np.where(valued[has] > 0, sums[has] / np.maximum(valued[has], 1.0), np.nan)
+    else:
+        np.add.at(sums, b, x)
+        out[has] = sums[has] / counts[has, None]
     hold_s = 1.5 * float(np.median(np.diff(t))) if len(t) > 1 else float(edges[-1] - edges[0])
     centres = 0.5 * (edges[:-1] + edges[1:])
     prev = np.searchsorted(t, centres, side="right") - 1
@@ -104,11 +122,16 @@ def reduce_dims(z: np.ndarray, max_rows: int = MAX_ROWS, n_components: int = N_C
         return z, f"{d}-d"
     if n < 2:
         return np.zeros((n, 1)), f"{d}-d, 1 PC"
+    empty = np.isnan(z).all(axis=1)
+    if np.isnan(z).any():
+        z = np.nan_to_num(z)  # a missing value counts as the film's mean (z = 0): the SVD takes no NaN
     fit = z[np.linspace(0, n - 1, min(n, max_fit_rows)).round().astype(int)]
     mean = fit.mean(axis=0)
     _u, sv, vt = np.linalg.svd(fit - mean, full_matrices=False)
     k = max(1, min(n_components, int((sv > 1e-6 * sv[0]).sum()) if sv[0] > 0 else 1))
-    return standardise((z - mean) @ vt[:k].T), f"{d}-d, {k} PC"
+    out = standardise((z - mean) @ vt[:k].T)
+    out[empty] = np.nan  # a row with no value at all stays a gap rather than a made-up point
+    return out, f"{d}-d, {k} PC"
 
 
 def time_bins(duration_s: float, max_bins: int = MAX_BINS) -> np.ndarray:
