@@ -4,6 +4,10 @@ From top to bottom, on one time axis (MM:SS): the sentence segments as numbered 
 each segment as a coloured band (Basic-7, fixed colours, legend below), then one heatmap per modality. Turning
 points (``labels/turning_points``, segment indices) are vertical lines through every panel.
 
+Emotion features get rows of their own above the heatmaps when the store has them, found by a group's
+``columns`` attribute whatever the group is called: face presence as a thin band (first column ``present...``)
+and the F0 contour in Hz, broken where unvoiced (an ``f0_hz`` column).
+
 Each heatmap shows features standardised per dimension over the film (z-scores, clipped to +-3). Modalities
 with more than 64 dimensions are shown as their first principal components (on the standardised features of
 this film) so a 1280-d embedding stays readable. Time is aggregated into at most ``max_bins`` bins (mean of the
@@ -30,16 +34,17 @@ from pathlib import Path
 import numpy as np
 
 from ..reader import ItemView, StoreReader
-from .plot_data import (BIN_MIN_S, MAX_BINS, MAX_ROWS, N_COMPONENTS, Z_CLIP, bin_rows, mmss, modality_image,
-                        reduce_dims, sentence_number_stride, standardise, tick_step, time_bins)
-from .plot_layers import (EMOTION_COLOURS, UNLABELLED_COLOUR, add_legend, draw_emotions, draw_heatmap,
-                          draw_sentences, draw_turning_points, format_time_axis)
+from .plot_data import (BIN_MIN_S, MAX_BINS, MAX_ROWS, N_COMPONENTS, Z_CLIP, bin_rows, feature_rows, mmss,
+                        modality_image, reduce_dims, sentence_number_stride, standardise, tick_step, time_bins)
+from .plot_layers import (EMOTION_COLOURS, UNLABELLED_COLOUR, add_legend, draw_emotions, draw_f0, draw_heatmap,
+                          draw_presence, draw_sentences, draw_turning_points, format_time_axis)
 
 __all__ = ["BIN_MIN_S", "EMOTION_COLOURS", "MAX_BINS", "MAX_ROWS", "N_COMPONENTS", "UNLABELLED_COLOUR", "Z_CLIP",
-           "bin_rows", "build_parser", "draw_item", "main", "mmss", "plot_item", "reduce_dims", "safe_filename",
-           "sentence_number_stride", "standardise", "tick_step", "time_bins"]
+           "bin_rows", "build_parser", "draw_item", "feature_rows", "main", "mmss", "plot_item", "reduce_dims",
+           "safe_filename", "sentence_number_stride", "standardise", "tick_step", "time_bins"]
 
 log = logging.getLogger("engine.plot")
+ROW_HEIGHTS_IN = {"presence": 0.22, "f0": 0.8}  # optional emotion-feature rows, between the bands and heatmaps
 
 
 def safe_filename(name: str) -> str:
@@ -63,7 +68,8 @@ def draw_item(item: ItemView, out_path: str | Path, max_bins: int = MAX_BINS, dp
     """Draw the timeline of one item view into the PNG ``out_path``; returns its path.
 
     ``item`` needs what :class:`engine.reader.ItemView` offers: ``id``, ``duration_s``, ``segments``, ``labels``
-    and ``groups`` (name -> ``.t``, ``.features``, ``.attrs``); ``lang`` is shown when present.
+    and ``groups`` (name -> ``.t``, ``.features``, ``.attrs``); ``lang`` is shown when present. Groups that carry
+    face presence or F0 (see :func:`~engine.tools.plot_data.feature_rows`) also get a row of their own.
     """
     # a Figure on an Agg canvas, not pyplot: no global backend switch in the caller's process (a notebook's
     # inline backend stays as it is), and no figure registry to leak into
@@ -81,8 +87,11 @@ def draw_item(item: ItemView, out_path: str | Path, max_bins: int = MAX_BINS, dp
     mods = list(item.groups.items())
     edges = time_bins(duration, max_bins)  # one grid for all modalities, so their columns line up
     images = [modality_image(m, edges) for _name, m in mods]
-    # panel heights (inches): two thin bands, then heatmaps sized by their row count
-    heights = [0.32, 0.42] + [min(1.9, max(0.75, 0.35 + r.shape[0] * 0.025)) for r, _h in images]
+    rows = feature_rows(item.groups)
+    # panel heights (inches): two thin bands, the emotion-feature rows, then heatmaps sized by their row count
+    heights = [0.32, 0.42] + [ROW_HEIGHTS_IN[r.kind] for r in rows]
+    heights += [min(1.9, max(0.75, 0.35 + r.shape[0] * 0.025)) for r, _h in images]
+    first_map = 2 + len(rows)
     width, fig_h = 14.0, sum(heights) + 1.2  # inches; 1.2 for title, time axis and legend
     fig = Figure(figsize=(width, fig_h), dpi=dpi)
     FigureCanvasAgg(fig)
@@ -95,8 +104,13 @@ def draw_item(item: ItemView, out_path: str | Path, max_bins: int = MAX_BINS, dp
 
     draw_sentences(axes[0], starts, ends, duration, px_per_s)
     draw_emotions(axes[1], starts, ends, primary, px_per_s)
+    for ax, row in zip(axes[2:first_map], rows):
+        if row.kind == "presence":
+            draw_presence(ax, row.t, row.values, edges, f"{row.group}\npresence")
+        else:
+            draw_f0(ax, row.t, row.values, f"{row.group}\nF0 (Hz)")
     im = None
-    for ax, (name, mod), (img, how) in zip(axes[2:], mods, images):
+    for ax, (name, mod), (img, how) in zip(axes[first_map:], mods, images):
         im = draw_heatmap(ax, name, mod.attrs, img, how, edges)
     # turning points: where the primary emotion changes, through every panel
     tp_times = [float(starts[k]) for k in turning if 0 <= k < len(starts)]
@@ -104,7 +118,7 @@ def draw_item(item: ItemView, out_path: str | Path, max_bins: int = MAX_BINS, dp
     format_time_axis(axes, duration)
 
     if im is not None:
-        cax = fig.add_subplot(gs[2:, 1])
+        cax = fig.add_subplot(gs[first_map:, 1])
         cb = fig.colorbar(im, cax=cax)
         cb.set_label("z-score (per dimension)", fontsize=8)
         cb.ax.tick_params(labelsize=7)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -151,3 +152,39 @@ def modality_image(mod, edges: np.ndarray) -> tuple[np.ndarray, str]:
     z, how = reduce_dims(standardise(np.asarray(mod.features, dtype=np.float64)))
     img = bin_rows(t, z, edges) if len(t) else np.full((n_bins, z.shape[1]), np.nan)
     return np.clip(img.T, -Z_CLIP, Z_CLIP), how
+
+
+class FeatureRow(NamedTuple):
+    """An optional row of the picture: one emotion feature of one group over time."""
+    kind: str           # "presence" (0..1, drawn as a thin band) or "f0" (Hz, drawn as a contour)
+    group: str
+    t: np.ndarray       # [n] seconds
+    values: np.ndarray  # [n] float64; NaN where there is nothing to show
+
+
+def feature_rows(groups: dict) -> list[FeatureRow]:
+    """The emotion-feature rows a store's groups offer, found by their ``columns`` attribute, not their name.
+
+    A group whose first column starts with ``present`` gives a face-presence row; one with an ``f0_hz`` column
+    gives a pitch row, where values that are not a positive frequency (unvoiced) become NaN.
+
+    >>> from types import SimpleNamespace as G
+    >>> g = {"cam": G(t=np.arange(2.0), features=np.array([[1, 5], [0, 6]]), attrs={"columns": ["present", "x"]}),
+    ...      "voice": G(t=np.arange(2.0), features=np.array([[0.0], [210.0]]), attrs={"columns": ["f0_hz"]})}
+    >>> [(r.kind, r.group, r.values.tolist()) for r in feature_rows(g)]
+    [('presence', 'cam', [1.0, 0.0]), ('f0', 'voice', [nan, 210.0])]
+    """
+    rows = []
+    for name, mod in groups.items():
+        cols = [str(c) for c in (mod.attrs.get("columns") or [])]
+        if not cols or not len(mod.t):
+            continue
+        t = np.asarray(mod.t, dtype=np.float64)
+        x = np.asarray(mod.features, dtype=np.float64).reshape(len(t), -1)
+        if cols[0].startswith("present"):
+            rows.append(FeatureRow("presence", name, t, x[:, 0]))
+        if "f0_hz" in cols:
+            f0 = x[:, cols.index("f0_hz")]
+            with np.errstate(invalid="ignore"):
+                rows.append(FeatureRow("f0", name, t, np.where(np.isfinite(f0) & (f0 > 0), f0, np.nan)))
+    return rows

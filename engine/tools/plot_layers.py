@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..labels import BASIC7
-from .plot_data import Z_CLIP, mmss, sentence_number_stride, tick_step
+from .plot_data import Z_CLIP, bin_rows, mmss, sentence_number_stride, tick_step
 
 # Fixed colours per Basic-7 emotion, so every picture reads the same (colour-blind friendlier than pure hues).
 EMOTION_COLOURS = {
@@ -16,6 +16,8 @@ EMOTION_COLOURS = {
     "Sadness": "#1f63c6", "Surprise": "#ff7fbf",
 }
 UNLABELLED_COLOUR = "#ffffff"
+F0_COLOUR = "#b03a2e"
+PRESENCE_COLOUR = "#4a5d70"  # slate, like the sentence spans: a band to read, not a heatmap
 _TURNING_STYLE = {"color": "black", "lw": 1.1, "ls": (0, (4, 2))}
 
 
@@ -75,6 +77,35 @@ def draw_heatmap(ax, name: str, attrs: dict, img: np.ndarray, how: str, edges: n
         ax.set_yticks([0, img.shape[0] - 1], ["0", str(img.shape[0] - 1)], fontsize=6.5)
     ax.tick_params(axis="y", length=2, pad=1)
     return im
+
+
+def draw_presence(ax, t: np.ndarray, values: np.ndarray, edges: np.ndarray, label: str):
+    """Presence (0..1) over time as a thin band on the heatmaps' time bins: dark where present, white where
+    absent, empty where there are no rows. Returns the image."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    img = bin_rows(np.asarray(t, np.float64), np.asarray(values, np.float64)[:, None], edges).T
+    cmap = LinearSegmentedColormap.from_list("presence", ["#ffffff", PRESENCE_COLOUR])
+    im = ax.imshow(np.ma.masked_invalid(img), aspect="auto", origin="lower", interpolation="nearest",
+                   cmap=cmap, vmin=0.0, vmax=1.0, extent=(edges[0], edges[-1], 0, 1))
+    _band_frame(ax, label)
+    return im
+
+
+def draw_f0(ax, t: np.ndarray, f0_hz: np.ndarray, label: str):
+    """The F0 contour in Hz as a line, broken wherever ``f0_hz`` is NaN (unvoiced). Returns the line."""
+    f0_hz = np.asarray(f0_hz, np.float64)
+    (line,) = ax.plot(np.asarray(t, np.float64), f0_hz, color=F0_COLOUR, lw=0.8)
+    voiced = f0_hz[np.isfinite(f0_hz)]
+    lo, hi = (float(voiced.min()), float(voiced.max())) if len(voiced) else (75.0, 400.0)
+    pad = max(5.0, 0.08 * (hi - lo))  # some room above and below, even for a flat contour
+    ax.set_ylim(max(0.0, lo - pad), hi + pad)
+    ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    ax.tick_params(axis="y", labelsize=6.5, length=2, pad=1)
+    ax.locator_params(axis="y", nbins=3)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return line
 
 
 def draw_turning_points(axes, tp_times: list[float]) -> None:
