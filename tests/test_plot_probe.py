@@ -1,23 +1,36 @@
-"""The timeline picture (engine.plot) and the linear probe (engine.probe) on a real store.
+"""The timeline picture (engine.tools.plot) and the linear probe (engine.tools.probe) on a real store.
 
 One generated corpus per module: six short films whose picture colour and tone follow each sentence's emotion
 (so the labels are learnable), and one long film (~4:45) with few sentences and tiny frames, extracted once with
-the cheap extractors (frame_stats, logmel, e5_small) through the real CLI.
+the cheap extractors (frame_stats, logmel, e5_small) through the real CLI. The CLIs are reached through their
+documented entry points, ``engine.plot`` and ``engine.probe``.
 """
 from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from engine.demo import write_film
 from engine.extract import main as extract_main
 from engine.labels import BASIC7
-from engine.plot import MAX_BINS, bin_rows, main as plot_main, mmss, plot_item, safe_filename, tick_step
-from engine.probe import classification_metrics, main as probe_main, run_probe, split_items, turning_point_scores
+from engine.plot import main as plot_main
+from engine.probe import main as probe_main
 from engine.reader import StoreReader
+from engine.tools.plot import ROW_HEIGHTS_IN, draw_item, plot_item, safe_filename
+from engine.tools.plot_data import MAX_BINS, bin_rows, feature_rows, mmss, tick_step
+from engine.tools.plot_layers import draw_f0, draw_presence
+from engine.tools.probe import run_probe
+from engine.tools.probe_metrics import classification_metrics, split_items, turning_point_scores
+
+REPO = Path(__file__).resolve().parent.parent
 
 SHORT = [f"Short Film {i}" for i in range(6)]
 LONG = "Long Road"
@@ -70,6 +83,40 @@ def test_plot_cli_default_name_is_file_safe(store, tmp_path, monkeypatch):
     assert plot_main([str(store), "--item", SHORT[1]]) == 0
     assert png_size(tmp_path / "Short_Film_1.png")[0] > 0
     assert plot_main([str(store), "--item", "no such film"]) == 2
+
+
+def test_documented_entry_points_run_as_modules(store):
+    for module, args in (("engine.plot", ["--item", "no such film"]), ("engine.probe", ["--modalities", "nope"])):
+        r = subprocess.run([sys.executable, "-m", module, str(store), *args], cwd=REPO, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 2, (module, r.stderr)  # main() ran and refused the bad argument
+
+
+def test_face_and_pitch_rows_are_found_by_columns_and_drawn(tmp_path):
+    t = np.arange(0.0, 20.0, 0.1)
+    unvoiced = (t % 4 >= 3) | (np.arange(len(t)) == 5)
+    f0 = np.where(t % 4 >= 3, 0.0, 150 + 20 * np.sin(t))  # a tracker's 0 Hz means unvoiced, as NaN does
+    f0[5] = np.nan
+    groups = {
+        "cam": SimpleNamespace(t=t, features=np.column_stack([t % 8 < 5, t]), attrs={"columns": ["present_p", "x"]}),
+        "voice": SimpleNamespace(t=t, features=np.column_stack([t, f0]), attrs={"columns": ["energy", "f0_hz"]}),
+        # called "face", but without a leading presence column: the columns decide, not the name
+        "face": SimpleNamespace(t=t, features=np.ones((len(t), 2)), attrs={"columns": ["x", "present"]}),
+    }
+    rows = feature_rows(groups)
+    assert [(r.kind, r.group) for r in rows] == [("presence", "cam"), ("f0", "voice")]
+    line = draw_f0(Figure().add_subplot(), t, rows[1].values, "voice")
+    assert np.array_equal(np.isnan(line.get_ydata()), unvoiced)  # gaps exactly where unvoiced
+    band = draw_presence(Figure().add_subplot(), t, rows[0].values, np.linspace(0, 20, 21), "cam").get_array()
+    assert band.shape == (1, 20) and band[0, 1] == 1 and band[0, 6] == 0
+
+    item = SimpleNamespace(id="Tiny", duration_s=20.0, labels={}, groups=groups,
+                           segments={"start": np.array([1.0]), "end": np.array([5.0])})
+    with_rows = png_size(draw_item(item, tmp_path / "rows.png", dpi=100))[1]
+    for g in groups.values():
+        g.attrs = {"columns": ["a", "b"]}  # the same heatmaps, no emotion-feature rows
+    without = png_size(draw_item(item, tmp_path / "plain.png", dpi=100))[1]
+    assert abs(with_rows - without - 100 * (ROW_HEIGHTS_IN["presence"] + ROW_HEIGHTS_IN["f0"])) <= 1
 
 
 def test_long_films_are_binned_and_ticked_for_reading():
