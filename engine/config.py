@@ -9,6 +9,7 @@ before anything starts (the schema is in :mod:`engine.config_schema`)::
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -137,6 +138,9 @@ def default_backends() -> list[str]:
     return ["auto", *backend_names()]
 
 
+_PLUGIN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
 def load_config(path: str | Path | None = None, *, backends: Sequence[str] | None = None,
                 specs: Mapping[str, ExtractorSpec] | None = None) -> dict:
     """Defaults from ``configs/extract.yaml``, with ``path`` (if given) merged over them, checked against the schema;
@@ -149,9 +153,13 @@ def load_config(path: str | Path | None = None, *, backends: Sequence[str] | Non
     'float32'
     """
     specs = registry.available() if specs is None else specs
-    model = run_config_model(default_backends() if backends is None else backends, specs)
     user = _read_yaml(path) if path is not None else {}
     merged = _merge(_read_yaml(DEFAULTS), user)
+    backends = list(default_backends() if backends is None else backends)
+    chosen = (merged.get("decode") or {}).get("backend") if isinstance(merged.get("decode"), dict) else None
+    if isinstance(chosen, str) and _PLUGIN.match(chosen):  # package.module:name, a backend outside the engine
+        backends.append(chosen)
+    model = run_config_model(backends, specs)
 
     def where(loc: Sequence) -> str:
         given = path is not None and _given_in(user, [p for p in loc if p != "[key]"])

@@ -17,7 +17,7 @@ import dataclasses
 import types
 from typing import Annotated, Any, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 
 from extractors.base import ExtractorSpec
@@ -99,9 +99,7 @@ def _override_model(spec: ExtractorSpec) -> type[Section]:
 def run_config_model(backends: Sequence[str], specs: Mapping[str, ExtractorSpec]) -> type[Section]:
     """The model of a whole run configuration, for these decode backends and these extractor specs."""
     names = Literal[tuple(sorted(specs))]
-    # a backend outside the engine is named package.module:name (its module registers it)
-    plugin = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
-    decode = create_model("decode", __base__=Decode, backend=(Union[Literal[tuple(backends)], plugin], "auto"))
+    decode = create_model("decode", __base__=Decode, backend=(Literal[tuple(backends)], "auto"))
     overrides = create_model("extractors", __base__=Section,
                              **{name: (_override_model(spec), None) for name, spec in sorted(specs.items())})
     default_groups = {"visual": "efficientnet_lite0", "audio": "logmel", "text": "e5_small"}

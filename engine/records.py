@@ -20,7 +20,7 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 def check_item_id(name: str) -> str | None:
     """Why ``name`` cannot name an item (report lines, plot file names), or None if it can.
 
-    >>> check_item_id("dia3_utt1"), check_item_id("../x")
+    >>> check_item_id("dia3_utt1"), check_item_id("a/b")
     (None, 'name contains a path separator or a control character')
     """
     if not name or name in (".", "..") or name.startswith(".") or name.startswith("__"):

@@ -19,7 +19,7 @@ SHORT_FILMS = {
 
 
 def make_corpus(root: Path, films=None, size=(96, 64), fps=12.0) -> Path:
-    from engine.demo import write_film
+    from engine.datasets.demo import write_film
     for seed, (folder, (lang, title, sentences)) in enumerate((films or SHORT_FILMS).items()):
         write_film(root, folder, lang, title, sentences, fps=fps, size=size, seed=seed)
     return root

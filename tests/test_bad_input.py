@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from engine.dataset import STREAM_DIR
-from engine.demo import write_film
+from engine.datasets.emos_stream import STREAM_DIR
+from engine.datasets.demo import write_film
 from engine.media import write_media
 from engine.reader import open_store
 

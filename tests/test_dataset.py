@@ -6,8 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from engine.dataset import (STREAM_DIR, Segment, align_utterances, discover, load_json, parse_mmss_range,
-                            resolve_clip)
+from engine.datasets import discover
+from engine.datasets.emos_labels import align_utterances, load_json, parse_mmss_range
+from engine.datasets.emos_stream import STREAM_DIR, resolve_clip
+from engine.records import Segment
 from engine.labels import BASIC7, GOEMOTIONS28, basic7_index, goemotion_name
 
 from .conftest import make_corpus

@@ -14,8 +14,27 @@ from engine.reader import open_store
 from .conftest import FAST
 
 
-def _chunk(store_dir, item, group):
-    return store_dir / item / group / "features" / "c" / "0" / "0"
+def _shard(store_dir, item):
+    """The folder of the shard version that holds ``item``."""
+    return open_store(store_dir).item(item).shard.path
+
+
+class ZarrItem:
+    """One item's arrays read with plain zarr, through the item ids and row offsets (as a user would)."""
+
+    def __init__(self, root, item_id):
+        for key in root.group_keys():
+            ids = list(root[f"{key}/items/id"][:])
+            if item_id in ids:
+                self.g, self.k = root[key], ids.index(item_id)
+                self.attrs = dict(self.g.attrs)["items"][item_id]
+                return
+        raise KeyError(item_id)
+
+    def rows(self, path):
+        group = path.rsplit("/", 1)[0]  # every table of a shard has the row offsets of its items
+        off = self.g[f"{group}/offsets"][:]
+        return self.g[path][off[self.k]:off[self.k + 1]]
 
 
 def test_end_to_end_writes_the_store_contract(corpus, tmp_path, run_extract):
@@ -25,37 +44,41 @@ def test_end_to_end_writes_the_store_contract(corpus, tmp_path, run_extract):
     assert "2 item(s): 2 written" in printed and str(out / "stream.zarr") in printed
 
     root = zarr.open_group(str(out / "stream.zarr"), mode="r")
-    assert sorted(root.group_keys()) == ["Alpha Film", "Beta Film"]
-    item = root["Beta Film"]
-    a = dict(item.attrs)
-    assert a["complete"] is True and a["lang"] == "zh"
+    assert len(list(root.group_keys())) == 2  # films are one-item shards
+    item = ZarrItem(root, "Beta Film")
+    a = item.attrs
+    assert dict(item.g.attrs)["complete"] is True and a["lang"] == "zh"
     assert a["source"] == "datasets/streaming-finalsplit/Beta Film/Beta Film.mp4"
     for group, dim in (("visual", 4), ("audio", 64), ("text", 384)):
-        f, t = item[f"{group}/features"], item[f"{group}/t"]
+        f, t = item.rows(f"{group}/features"), item.rows(f"{group}/t")
         assert f.shape[1] == dim and f.shape[0] == t.shape[0] > 0
-        assert t.dtype == np.float64 and np.all(np.diff(t[:]) >= 0)
-        assert item[group].attrs["extractor"] in FAST.split(",")
-        assert f.metadata.dimension_names == ("time", "feature")
+        assert t.dtype == np.float64 and np.all(np.diff(t) >= 0)
+        assert item.g[group].attrs["extractor"] in FAST.split(",")
+        assert item.g[f"{group}/features"].metadata.dimension_names == ("time", "feature")
     # visual rows sit on the 4 fps grid of a 12 fps film: 0, 0.25, 0.5 ...
-    np.testing.assert_allclose(item["visual/t"][:4], [0, 0.25, 0.5, 0.75], atol=1e-6)
+    np.testing.assert_allclose(item.rows("visual/t")[:4], [0, 0.25, 0.5, 0.75], atol=1e-6)
     # text rows are the segment starts; segments stored exactly as the JSON gives them
     meta = json.loads((corpus / "datasets/streaming-finalsplit/Beta Film/sentence_level_timestamps.json").read_text())
     assert a["duration_s"] == pytest.approx(meta["duration"], abs=0.1)
-    np.testing.assert_array_equal(item["segments/start"][:], [s["start"] for s in meta["segments"]])
-    np.testing.assert_array_equal(item["segments/end"][:], [s["end"] for s in meta["segments"]])
-    np.testing.assert_array_equal(item["text/t"][:], [s["start"] for s in meta["segments"]])
-    assert list(item["segments/text"][:]) == [s["text"] for s in meta["segments"]]
+    np.testing.assert_array_equal(item.rows("segments/start"), [s["start"] for s in meta["segments"]])
+    np.testing.assert_array_equal(item.rows("segments/end"), [s["end"] for s in meta["segments"]])
+    np.testing.assert_array_equal(item.rows("text/t"), [s["start"] for s in meta["segments"]])
+    assert list(item.rows("segments/text")) == [s["text"] for s in meta["segments"]]
     # labels: Neutral, Sadness, Surprise in Basic-7 order; one turning point per change
-    assert item["labels/primary"][:].tolist() == [BASIC7.index(e) for e in ("Neutral", "Sadness", "Surprise")]
-    assert item["labels/turning_points"][:].tolist() == [1, 2]
-    assert list(item["labels/goemotions"].attrs["names"])[:3] == ["admiration", "amusement", "anger"]
+    assert item.rows("labels/primary").tolist() == [BASIC7.index(e) for e in ("Neutral", "Sadness", "Surprise")]
+    assert item.rows("turning_points/segment").tolist() == [1, 2]
+    assert list(item.g["labels/goemotions"].attrs["names"])[:3] == ["admiration", "amusement", "anger"]
+    # the reader gives the same
+    view = open_store(out / "stream.zarr").item("Beta Film")
+    assert view.labels["turning_points"].tolist() == [1, 2]
+    np.testing.assert_array_equal(view.groups["visual"].t, item.rows("visual/t"))
 
     report = json.loads((out / "stream.report.json").read_text())
     assert report["counts"] == {"ok": 2}
 
     from engine.inspect import inspect_store, main as inspect_main
-    summary = inspect_store(out / "stream.zarr")
-    assert summary["complete"] == 2 and summary["incomplete"] == 0 and summary["bytes"] > 0
+    summary = inspect_store(out / "stream.zarr", verify=True)
+    assert len(summary["items"]) == 2 and summary["problems"] == [] and summary["bytes"] > 0
     assert summary["groups"]["visual"]["rate_hz"] == 4.0 and summary["groups"]["text"]["dim"] == 384
     assert inspect_main([str(out / "stream.zarr")]) == 0
 
@@ -63,21 +86,22 @@ def test_end_to_end_writes_the_store_contract(corpus, tmp_path, run_extract):
 def test_second_run_rewrites_nothing_and_force_does(corpus, tmp_path, run_extract):
     out = tmp_path / "out"
     assert run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST)[0] == 0
-    chunk = _chunk(out / "stream.zarr", "Alpha Film", "visual")
+    shard = _shard(out / "stream.zarr", "Alpha Film")
+    chunk = shard / "visual" / "features" / "c" / "0" / "0"
     before = (chunk.stat().st_ino, chunk.stat().st_mtime_ns)
     code, printed = run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST)
     assert code == 0 and "0 written, 2 cached" in printed
     assert (chunk.stat().st_ino, chunk.stat().st_mtime_ns) == before
     code, printed = run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST, "--force")
     assert code == 0 and "2 written" in printed
-    assert chunk.stat().st_ino != before[0]
+    assert not shard.exists() and _shard(out / "stream.zarr", "Alpha Film") != shard  # a new version replaced it
 
 
 def test_changing_one_extractor_recomputes_only_its_group(corpus, tmp_path, run_extract):
     out = tmp_path / "out"
     assert run_extract("--split", "stream", "--root", corpus, "--out", out, "--extractors", FAST)[0] == 0
     store = out / "stream.zarr"
-    audio_before = _chunk(store, "Alpha Film", "audio").stat().st_ino
+    audio_before = np.array(open_store(store).item("Alpha Film").groups["audio"].features)
     visual_before = np.array(open_store(store).item("Alpha Film").groups["visual"].features)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("extractors:\n  frame_stats:\n    params: {size: 32}\n")
@@ -87,9 +111,9 @@ def test_changing_one_extractor_recomputes_only_its_group(corpus, tmp_path, run_
     report = json.loads((out / "stream.report.json").read_text())
     for r in report["items"]:
         assert r["computed"] == ["visual"] and sorted(r["reused"]) == ["audio", "text"]
-    # the audio chunk is the same file (hard link), visual is new
-    assert _chunk(store, "Alpha Film", "audio").stat().st_ino == audio_before
+    # the audio rows are carried over exactly, visual is new
     item = open_store(store).item("Alpha Film")
+    np.testing.assert_array_equal(np.asarray(item.groups["audio"].features), audio_before)
     assert item.groups["visual"].attrs["params"] == {"size": 32}
     assert not np.array_equal(np.asarray(item.groups["visual"].features), visual_before)
 
@@ -119,14 +143,17 @@ def test_list_extractors_and_dry_run(corpus, capsys):
 
 
 def test_item_names_never_escape_the_output_folder(tmp_path):
-    from engine.dataset import check_item_id
+    from engine.pipeline.plan import new_shard_key
+    from engine.records import check_item_id
     from engine.store import FeatureStore
     for bad in ("..", "../x", "a/b", ".hidden", "", "x\x00y", "__meta"):
         assert check_item_id(bad) is not None
     assert check_item_id("Good Morning, Vietnam") is None and check_item_id("The Devil's Advocate") is None
+    # item names are data inside a shard, never paths: shard folders are named by digests
+    key = new_shard_key(["../../etc", "a/b"])
+    assert key.isalnum()
     store = FeatureStore(tmp_path, "stream")
-    with pytest.raises(ValueError):
-        store.item_path("../../etc")
+    assert store.stage(key).path.parent == store.staging
     assert not os.path.exists(tmp_path.parent / "etc")
 
 
@@ -142,9 +169,9 @@ def test_a_touched_but_unchanged_file_is_republished_once_then_recognised(corpus
     assert open_store(out / "stream.zarr").item("Alpha Film").attrs["media"]["mtime_ns"] == media.stat().st_mtime_ns
     # from now on the item is recognised by size and mtime: planning reads no media file
     import engine.fingerprint as fp
-    from engine.cache import plan_item
+    from engine.pipeline.plan import plan_item
     from engine.config import load_config
-    from engine.dataset import discover
+    from engine.datasets import discover
     from engine.extract import make_groups
     from engine.store import FeatureStore
 
@@ -153,4 +180,4 @@ def test_a_touched_but_unchanged_file_is_republished_once_then_recognised(corpus
     monkeypatch.setattr(fp, "open", no_reading, raising=False)
     store = FeatureStore(out, "stream")
     for it in discover("stream", corpus):
-        assert not plan_item(it, make_groups(load_config(), FAST), store.item_attrs(it.id), False).rewrite
+        assert not plan_item(it, make_groups(load_config(), FAST), store.index()[it.id][1], False).rewrite

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.dataset import discover
+from engine.datasets import discover
 from engine.reader import open_store
 from engine.store import FeatureStore
 
@@ -41,8 +41,9 @@ def wait_until(fn, timeout_s=60.0):
 def test_a_worker_killed_mid_item_is_redone_and_every_item_completes_once(tmp_path, ray_address):
     import ray
 
-    from engine.runner import run_items
-    from engine.worker import RunPlan
+    from engine.pipeline.plan import plan_shards
+    from engine.pipeline.runner import run_tasks
+    from engine.records import RunPlan
 
     root = make_corpus(tmp_path / "emos", FILMS)
     out = tmp_path / "out"
@@ -61,8 +62,9 @@ def test_a_worker_killed_mid_item_is_redone_and_every_item_completes_once(tmp_pa
                 killed.append(pid)
         threading.Thread(target=killer, daemon=True).start()
 
-    results = run_items(discover("stream", root), plan, workers=1, max_restarts=3, max_task_retries=3,
-                        on_start=kill_when_busy)
+    tasks, done = plan_shards(discover("stream", root), plan.groups, store.index(), 1, False)
+    assert done == [] and len(tasks) == len(FILMS)
+    results = run_tasks(tasks, plan, workers=1, max_restarts=3, max_task_retries=3, on_start=kill_when_busy)
     assert killed, "the worker was never seen writing"
     assert sorted(r.id for r in results) == sorted(FILMS)  # one result per item
     assert all(r.status == "ok" for r in results), [r.error for r in results]
@@ -103,7 +105,7 @@ def test_a_run_killed_mid_write_leaves_a_sound_store_and_the_next_run_finishes(t
     assert 1 <= len(done) < len(FILMS)
     for iid in done:  # complete items are intact
         item = reader.item(iid)
-        assert item.attrs["complete"] is True and len(item.window(0, 99)["audio"].t) > 0
+        assert item.shard.attrs["complete"] is True and len(item.window(0, 99)["audio"].t) > 0
     # the next run finishes only what is missing (the killed run's workers may still be finishing one)
     time.sleep(1.0)
     r = subprocess.run(_extract_cmd(root, out, ray_address), env=_env(), cwd=tmp_path, capture_output=True,

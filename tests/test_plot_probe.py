@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from engine.demo import write_film
+from engine.datasets.demo import write_film
 from engine.extract import main as extract_main
 from engine.labels import BASIC7
 from engine.plot import main as plot_main

@@ -7,41 +7,44 @@ import torch
 import zarr
 
 from engine.reader import open_store
-from engine.store import FeatureStore
+from engine.store import FeatureStore, ItemRows
 from engine.torchdata import WindowDataset
 
 
-def write_item(store: FeatureStore, item_id: str, duration: float = 10.0, complete: bool = True):
-    """An item with known rows: visual at 4 Hz, audio at 100 Hz (centres), text at segment starts."""
-    w = store.stage(item_id, {"source": f"{item_id}.mp4", "lang": "en"})
+def make_item(item_id: str, duration: float = 10.0) -> ItemRows:
+    """An item with known rows: visual at 4 Hz, audio at 100 Hz (centres), text at segment starts; column 0 of
+    every row is its own time."""
     tv = np.arange(0, duration, 0.25)
     ta = 0.0125 + np.arange(0, duration - 0.025, 0.01)
     starts, ends = np.array([0.5, 3.0, 6.5]), np.array([2.5, 6.0, 9.5])
     rng = np.random.default_rng(len(item_id))
-    w.write_modality("visual", np.c_[tv, rng.normal(size=(len(tv), 7))].astype(np.float32), tv, {"rate_hz": 4.0})
-    w.write_modality("audio", np.c_[ta, rng.normal(size=(len(ta), 3))].astype(np.float32), ta, {"rate_hz": 100.0})
-    w.write_modality("text", np.c_[starts, rng.normal(size=(3, 5))].astype(np.float32), starts, {})
-    w.write_array("segments/start", starts, ("segment",))
-    w.write_array("segments/end", ends, ("segment",))
-    w.write_array("segments/text", np.array(["a", "b", "c"], dtype=object), ("segment",))
-    w.write_array("labels/primary", np.array([3, 5, 0], np.int8), ("segment",))
-    w.write_array("labels/intensity", np.array([2, 4, 5], np.int8), ("segment",))
-    w.write_array("labels/goemotions", np.eye(3, 28, dtype=np.float32), ("segment", "label"))
-    attrs = {"duration_s": duration, "groups": ["visual", "audio", "text"], "lang": "en"}
+    groups = {"visual": (np.c_[tv, rng.normal(size=(len(tv), 7))].astype(np.float32), tv),
+              "audio": (np.c_[ta, rng.normal(size=(len(ta), 3))].astype(np.float32), ta),
+              "text": (np.c_[starts, rng.normal(size=(3, 5))].astype(np.float32), starts)}
+    labels = {"primary": np.array([3, 5, 0], np.int8), "intensity": np.array([2, 4, 5], np.int8),
+              "goemotions": np.eye(3, 28, dtype=np.float32), "turning_points": np.array([1, 2], np.int32)}
+    return ItemRows(item_id, {"duration_s": duration, "groups": list(groups), "lang": "en",
+                              "source": f"{item_id}.mp4"}, groups,
+                    {"start": starts, "end": ends, "text": np.array(["a", "b", "c"], dtype=object)}, labels)
+
+
+GROUP_ATTRS = {"visual": {"rate_hz": 4.0}, "audio": {"rate_hz": 100.0}, "text": {}}
+DIMS = {"visual": 8, "audio": 4, "text": 6}
+
+
+def write_shard(store: FeatureStore, key: str, items: list[ItemRows], complete: bool = True):
+    w = store.stage(key)
+    w.write(items, GROUP_ATTRS, DIMS, pooled=False, dtype="float32")
     if complete:
-        w.publish(attrs)
-    else:  # a run killed before publishing leaves only a staging folder
-        w.group.attrs.update(attrs)
-    return tv, ta
+        w.publish()  # else: a run killed before publishing leaves only a staging folder
 
 
 @pytest.fixture()
 def store_path(tmp_path):
     s = FeatureStore(tmp_path, "stream")
     s.create()
-    write_item(s, "film a", 10.0)
-    write_item(s, "film b", 6.0)
-    write_item(s, "unfinished", 6.0, complete=False)
+    write_shard(s, "ab", [make_item("film a", 10.0), make_item("film b", 6.0)])  # two items packed in one shard
+    write_shard(s, "u", [make_item("unfinished", 6.0)], complete=False)
     return s.path
 
 
@@ -64,10 +67,16 @@ def test_memory_mapped_and_valid_zarr(store_path):
     feats = r.item("film a").groups["visual"].features
     assert isinstance(feats, np.memmap)
     z = zarr.open_group(str(store_path), mode="r")
-    np.testing.assert_array_equal(z["film a/visual/features"][:], np.asarray(feats))
+    (shard,) = list(z.group_keys())
+    # a user without this package finds film a's rows through the item ids and the row offsets
+    ids = list(z[f"{shard}/items/id"][:])
+    k = ids.index("film a")
+    off = z[f"{shard}/visual/offsets"][:]
+    np.testing.assert_array_equal(z[f"{shard}/visual/features"][off[k]:off[k + 1]], np.asarray(feats))
     xr = pytest.importorskip("xarray")
-    ds = xr.open_zarr(str(store_path), group="film a/audio", consolidated=False)
+    ds = xr.open_zarr(str(store_path), group=f"{shard}/audio", consolidated=False)
     assert ds["features"].dims == ("time", "feature") and ds["t"].dims == ("time",)
+    assert ds["offsets"].dims == ("item_edge",)
 
 
 def test_streaming_is_causal(store_path):

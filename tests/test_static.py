@@ -9,10 +9,10 @@ import numpy as np
 import openpyxl
 import pytest
 
-from engine.dataset import discover
+from engine.datasets import discover
 from engine.labels import BASIC7, GOEMOTIONS28
 from engine.media import solid, tone, write_media
-from engine.static import discover_static
+from engine.datasets.emos_static import discover_static
 
 PROBS = [f"goemotion_prob_{name}" for name in GOEMOTIONS28]
 # the release's headers, blank (merged) cells included
@@ -318,10 +318,11 @@ def test_no_label_tables_is_an_error(tmp_path):
 def test_static_items_extract_to_pooled_vectors(tmp_path, clip_file):
     """Discovery -> worker -> store for two clips (no Ray): features, pooled vectors, segments and labels."""
     import extractors as registry
-    from engine.cache import Group
+    from engine.records import Group
     from engine.reader import open_store
     from engine.store import FeatureStore
-    from engine.worker import ItemProcessor, RunPlan
+    from engine.pipeline.worker import ShardProcessor, process_items
+    from engine.records import RunPlan
 
     root = make_checkout(tmp_path / "emos", clip_file)
     items = [it for it in discover_static(root, {}) if it.id in ("dia0_utt2", "video_0001_0001")]
@@ -329,17 +330,18 @@ def test_static_items_extract_to_pooled_vectors(tmp_path, clip_file):
               Group("audio", registry.get_spec("logmel"), {"dtype": "float32"})]
     out = tmp_path / "out"
     FeatureStore(out, "static").create()
-    proc = ItemProcessor(RunPlan(out=str(out), split="static", groups=groups,
-                                 decode={"backend": "pyav", "short_side": 64}))
-    results = [proc.process(it) for it in items]
+    proc = ShardProcessor(RunPlan(out=str(out), split="static", groups=groups, pooled=True,
+                                  decode={"backend": "pyav", "short_side": 64}))
+    results = process_items(proc, items)
     assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
     store = open_store(out / "static.zarr")
     assert store.items() == ["dia0_utt2", "video_0001_0001"]
     view = store.item("video_0001_0001")
     assert view.duration_s == pytest.approx(1.2, abs=0.1)
     for name, dim in (("visual", 4), ("audio", 64)):
-        pooled = np.asarray(__import__("zarr").open_group(str(view.path))[f"{name}/pooled"])
-        assert pooled.shape == (dim,)
+        pooled = np.asarray(__import__("zarr").open_group(str(view.shard.path))[f"{name}/pooled"])
+        assert pooled.shape == (2, dim)  # one mean vector per clip of the shard
+        pooled = view.pooled(name)
         assert pooled == pytest.approx(np.asarray(view.groups[name].features).mean(axis=0), rel=1e-5)
     assert view.segments["text"].tolist() == ["我不想嫁给李茶"]
     assert view.segments["end"].tolist() == [pytest.approx(view.duration_s)]
@@ -348,13 +350,14 @@ def test_static_items_extract_to_pooled_vectors(tmp_path, clip_file):
     assert view.labels["goemotions"].shape == (1, 28)
     assert view.segment_at(0.2, 0.6) == 0  # the one segment covers the clip
     # a second run over the same items is all cache hits
-    assert [proc.process(it).status for it in items] == ["cached", "cached"]
+    assert [r.status for r in process_items(proc, items)] == ["cached", "cached"]
     # a changed audio extractor recomputes audio only; the reused visual group keeps its pooled vector
     groups[1] = Group("audio", registry.get_spec("fbank"), {"dtype": "float32"})
-    proc = ItemProcessor(RunPlan(out=str(out), split="static", groups=groups,
-                                 decode={"backend": "pyav", "short_side": 64}))
-    again = proc.process_many(items)
+    proc = ShardProcessor(RunPlan(out=str(out), split="static", groups=groups, pooled=True,
+                                  decode={"backend": "pyav", "short_side": 64}))
+    again = process_items(proc, items)
     assert [(r.status, r.computed, r.reused) for r in again] == [("ok", ["audio"], ["visual"])] * 2, again
     view = open_store(out / "static.zarr").item("video_0001_0001")
-    z = __import__("zarr").open_group(str(view.path))
-    assert z["audio/pooled"].shape == (80,) and z["visual/pooled"].shape == (4,)
+    z = __import__("zarr").open_group(str(view.shard.path))
+    assert z["audio/pooled"].shape == (2, 80) and z["visual/pooled"].shape == (2, 4)
+    assert view.pooled("visual") == pytest.approx(np.asarray(view.groups["visual"].features).mean(axis=0), rel=1e-5)

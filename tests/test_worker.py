@@ -4,11 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 from engine.config import load_config
-from engine.dataset import discover
+from engine.datasets import discover
 from engine.extract import make_groups
 from engine.reader import open_store
+from engine.pipeline.worker import ShardProcessor, process_items
+from engine.records import RunPlan
 from engine.store import FeatureStore
-from engine.worker import ItemProcessor, RunPlan
 
 from .conftest import make_corpus
 
@@ -21,9 +22,10 @@ def run(tmp_path, name, items, batch):
     out = tmp_path / name
     FeatureStore(out, "stream").create()
     plan = RunPlan(out=str(out), split="stream", groups=make_groups(load_config(), "efficientnet_lite0,e5_small"),
-                   decode={"short_side": 64, "chunk_frames": 5})
-    proc = ItemProcessor(plan)
-    results = proc.process_many(items) if batch else [proc.process(it) for it in items]
+                   decode={"short_side": 64, "chunk_frames": 5}, batch_items=8 if batch else 1)
+    proc = ShardProcessor(plan)
+    # together: one shard, the items share encoder batches; alone: one shard (and one batch) per item
+    results = process_items(proc, items, shard_items=len(items) if batch else 1)
     return results, open_store(out / "stream.zarr")
 
 

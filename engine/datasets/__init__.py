@@ -62,3 +62,13 @@ def get_dataset(name: str) -> Dataset:
 
 def dataset_names() -> list[str]:
     return sorted({*_BUILTIN, *_DATASETS})
+
+
+def discover(name: str, root: str | Path, config: dict | None = None) -> list[Item]:
+    """All items of dataset ``name`` under ``root`` (a shortcut for scripts and tests).
+
+    >>> discover("stream", "/nonexistent")                                   # doctest: +SKIP
+    Traceback (most recent call last):
+    FileNotFoundError: /nonexistent/datasets/streaming-finalsplit does not exist: ...
+    """
+    return get_dataset(name).discover(Path(root), config or {})

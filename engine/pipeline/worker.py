@@ -172,3 +172,14 @@ class ShardProcessor:
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
+
+
+def process_items(proc: ShardProcessor, items: list[Item], shard_items: int = 1000) -> list[ItemResult]:
+    """Plan and process ``items`` in this process, without Ray (what the actors do, for scripts and tests);
+    results in the order of ``items``."""
+    from .plan import plan_shards
+    tasks, done = plan_shards(items, proc.plan.groups, proc.store.index(), shard_items, proc.plan.force)
+    by_id = {r.id: r for r in done}
+    for task in tasks:
+        by_id.update({r.id: r for r in proc.process(task)})
+    return [by_id[it.id] for it in items]
