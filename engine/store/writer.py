@@ -188,7 +188,7 @@ class ShardWriter:
         chunks = tuple(max(1, n) for n in data.shape)
         if data.dtype == object or data.dtype.kind == "U":
             arr = parent.create_array(name, shape=data.shape, dtype=str, chunks=chunks, dimension_names=dims,
-                                      attributes=attrs or {}, config={"write_empty_chunks": True})
+                                      compressors=None, attributes=attrs or {}, config={"write_empty_chunks": True})
             if data.size:
                 arr[...] = data.astype(object)
             return
