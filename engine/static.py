@@ -379,7 +379,7 @@ def make_item(clip: Clip, key: tuple, root: str, template: str, cfg_key: str, fo
     item_id = f"dia{f['dialogue']}_utt{f['utterance']}" if clip.lang == "en" else f"{f['video_id']}_{f['clip_id']}"
     path = os.path.normpath(os.path.join(root, expand(template, cfg_key, **f)))
     # relative to the root, unless the template points outside the checkout
-    source = os.path.relpath(path, root).replace(os.sep, "/") if path.startswith(root + os.sep) else path
+    source = path[len(root) + 1:].replace(os.sep, "/") if path.startswith(root + os.sep) else path
     item = Item(id=item_id, split="static", lang=clip.lang, media=None, source=source, duration_s=None,
                 meta={"corpus": CORPUS[clip.lang], **f, **extra}, warnings=list(clip.warnings))
     item.segments = [Segment(0.0, math.inf, clip_text(clip, item.warnings))]
