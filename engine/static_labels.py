@@ -160,6 +160,8 @@ def primary_tier(confidence: float, unanimous: bool) -> str:
 
 @dataclass
 class Basic7:
+    """What the tables say about a clip's Basic-7 label."""
+
     index: int = -1
     confidence: float = math.nan
     raw: str = ""
@@ -212,8 +214,9 @@ def basic7_of(clip: Clip, warnings: list[str]) -> Basic7:
                             "a Basic-7 label (kept as given)")
     stated = [(as_text(r.get(TIER_COLUMN)).lower(), r) for r in clip.basic7]
     stated = [(t, r) for t, r in stated if t]
+    tier_row = None
     if stated:
-        out.table_tier, row = stated[0]
+        out.table_tier, tier_row = stated[0]
     if out.index < 0:
         return out
     labels = [label for _, label in out.annotators]
@@ -221,7 +224,7 @@ def basic7_of(clip: Clip, warnings: list[str]) -> Basic7:
         unanimous = len(labels) >= 2 and all(labels) and len(set(labels)) == 1
         out.tier = primary_tier(out.confidence, unanimous)
         if out.table_tier and out.table_tier != out.tier:
-            warnings.append(f"{row.table} row {row.n} says tier {out.table_tier!r}; confidence "
+            warnings.append(f"{tier_row.table} row {tier_row.n} says tier {out.table_tier!r}; confidence "
                             f"{out.confidence:.3f}{' (unanimous)' if unanimous else ''} makes it {out.tier!r}")
     else:  # unanimity unknown here: the simplified table's tier knows it, else the confidence alone decides
         out.tier = out.table_tier if out.table_tier in TIERS else primary_tier(out.confidence, False)

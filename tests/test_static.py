@@ -498,6 +498,16 @@ def test_the_meta_table_tells_apart_the_files_that_share_a_number(tmp_path, clip
     assert "clip not found" in miss.error.line() and miss.error.file.endswith("aqgy4_0005/00011_1.mp4")
 
 
+def test_a_stated_tier_the_analysis_contradicts_is_a_warning(tmp_path, clip_file):
+    root = make_release(tmp_path, clip_file)
+    write_xlsx(root / "datasets/data-final/Chinese/basic7/basic7_ds_high_confidence.xlsx", ZH_BASIC7,
+               [zh_b7("video_0001", "0001", "0001", "我不想嫁给李茶", "Disgust", 0.995, "low")])
+    it = by_id(discover_static(root, {}))["video_0001_0001"]
+    assert it.error is None and it.labels["primary_tier"].tolist() == ["high"]  # unanimous, 0.995
+    assert it.labels["confidence_tier"].tolist() == ["low"]  # as the table states it
+    assert any("says tier 'low'" in w and "makes it 'high'" in w for w in it.warnings), it.warnings
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 def test_static_items_extract_to_pooled_vectors(tmp_path, clip_file):
     """Discovery -> worker -> store for two clips (no Ray): features, pooled vectors, segments and labels."""
