@@ -192,6 +192,12 @@ def test_missing_clip_fails_that_item_and_names_the_file(tmp_path, clip_file):
     assert got["video_0001_0003"].error.file == str(root / RAW / "video_0001/0003.mp4")
     assert [i for i, it in got.items() if it.error is None] == [
         "dia0_utt0", "dia2_utt6", "aqgy4_0005_00008_0", "video_0001_0001", "video_0001_0002"]
+    # what the run report says: per language, found and labelled, and why the others are not
+    summary = summarize(list(got.values()))
+    assert summary["en"] == {"corpus": "MELD", "clips": 3, "found": 2, "labelled": 3, "failed": 1,
+                             "reasons": {"clip not found": 1}}
+    assert (summary["zh"]["found"], summary["zh"]["labelled"]) == (3, 3)
+    assert summary["zh"]["reasons"] == {"clip not found": 1, "no Basic-7 row": 1}  # 0002 has GoEmotions only
 
 
 def test_custom_path_templates(tmp_path, clip_file):
