@@ -5,9 +5,10 @@ from __future__ import annotations
 class ItemError(Exception):
     """An item that cannot be (fully) extracted. Fails that item alone, never the run."""
 
-    def __init__(self, message: str, item: str | None = None, file: str | None = None):
+    def __init__(self, message: str, item: str | None = None, file: str | None = None, reason: str = ""):
         super().__init__(message)
         self.message, self.item, self.file = message, item, file
+        self.reason = reason  # a short cause that reports count ("clip not found"); "" for one of its own
 
     def line(self) -> str:
         where = f" [{self.file}]" if self.file else ""

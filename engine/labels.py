@@ -6,6 +6,7 @@ what maps unambiguously is normalised, the raw strings are kept, and what does n
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 BASIC7 = ("Anger", "Disgust", "Fear", "Joy", "Neutral", "Sadness", "Surprise")
 
@@ -27,6 +28,7 @@ _BASIC7_EN = {name.lower(): name for name in BASIC7} | {
 }
 
 
+@lru_cache(maxsize=4096)  # the static tables repeat a handful of labels over ~10,000 clips
 def basic7_index(raw: str | None) -> int:
     """Index into :data:`BASIC7` of a primary label such as ``"Anger/愤怒"`` or ``"joy"``; -1 if it does not map.
 

@@ -12,7 +12,7 @@ import pytest
 from engine.datasets import discover
 from engine.labels import BASIC7, GOEMOTIONS28
 from engine.media import solid, tone, write_media
-from engine.datasets.emos_static import discover_static
+from engine.datasets.emos_static import discover_static, summarize
 
 PROBS = [f"goemotion_prob_{name}" for name in GOEMOTIONS28]
 # the release's headers, blank (merged) cells included
@@ -192,6 +192,12 @@ def test_missing_clip_fails_that_item_and_names_the_file(tmp_path, clip_file):
     assert got["video_0001_0003"].error.file == str(root / RAW / "video_0001/0003.mp4")
     assert [i for i, it in got.items() if it.error is None] == [
         "dia0_utt0", "dia2_utt6", "aqgy4_0005_00008_0", "video_0001_0001", "video_0001_0002"]
+    # what the run report says: per language, found and labelled, and why the others are not
+    summary = summarize(list(got.values()))
+    assert summary["en"] == {"corpus": "MELD", "clips": 3, "found": 2, "labelled": 3, "failed": 1,
+                             "reasons": {"clip not found": 1}}
+    assert (summary["zh"]["found"], summary["zh"]["labelled"]) == (3, 3)
+    assert summary["zh"]["reasons"] == {"clip not found": 1, "no Basic-7 row": 1}  # 0002 has GoEmotions only
 
 
 def test_custom_path_templates(tmp_path, clip_file):
@@ -314,6 +320,200 @@ def test_no_label_tables_is_an_error(tmp_path):
         discover_static(tmp_path, {})
 
 
+# ------------------------------------------------------------------------------------------------ the release's form
+# CH-SIMS clips as the release names them: file id, the meta table's id, text, Dawid-Skene label and confidence,
+# the three annotators' labels, and the tier the paper's rule gives (unanimous or >= 0.9 high, 0.8-0.9 medium)
+RELEASE_ZH = [
+    ("video_0001", "0001", "0001", "我不想嫁给李茶", "Disgust", 0.995, ("Disgust",) * 3, "high"),
+    ("video_0001", "0002", "0002", "你这是嫁入豪门啊！", "Joy", 0.839, ("Joy", "Neutral", "Joy"), "medium"),
+    ("video_0001", "0003", "0003", "我不想嫁入什么豪门", "Anger", 0.697, ("Anger", "Anger", "Disgust"), "low"),
+    ("aqgy3_0004", "00000", "00000", "就是这样心理素质。", "Joy", 0.88, ("Joy",) * 3, "high"),  # unanimous
+    ("aqgy3_0004", "00001", "00001", "干嘛呢你啊。", "Anger", 0.843, ("Disgust", "Anger", "Disgust"), "medium"),
+    ("aqgy4_0005", "00008_0", "00008_0", "哈哈，我就猜到了。", "Joy", 0.97, ("Joy", "Joy", "Neutral"), "high"),
+    ("aqgy4_0005", "00011_0", "00011_0", "你居然会说话。", "Surprise", 0.6, ("Surprise", "Joy", "Fear"), "low"),
+    ("aqgy4_0005", "00011_1", "00011_1", "最近看你不在状态啊。", "Sadness", 0.75, ("Sadness", "Fear", "Neutral"), "low"),
+    ("aqgy4_0005", "00020_1", "00020_1", "你没事吧脸色好差。", "Fear", 0.8, ("Fear", "Fear", "Sadness"), "medium"),
+    ("aqgy4_0009", "00001_0", "00001_0", "我是维护女性心理健康的使者。", "Neutral", 0.976, ("Joy", "Neutral", "Neutral"),
+     "high"),
+    ("aqgy4_0009", "00010", "00010", "天使与你同在。", "Joy", 0.9, ("Joy", "Joy", "Neutral"), "high"),
+    ("aqgy4_0009", "000260", "00026_0", "虽然我一个字都没听懂。", "Neutral", 0.779, ("Joy", "Neutral", "Surprise"), "low"),
+]
+ZH_ANALYSIS = {"First-2500/analysis_outputs": ("a1", "a2", "a3"),
+               "Last-2500/analysis_outputs_after2500": ("cp", "ljx", "wqf")}
+# MELD: (dialogue, utterance, text, label, confidence, the annotators' Basic-7 votes (last 2,000 only), tier)
+RELEASE_EN = [(0, 2, "That I did. That I did.", "Joy", 1.0, None, "high"),
+              (2, 6, "Just coffee!", "Anger", 0.333333333333333, None, "low"),
+              (638, 4, "Dad, we-we can't believe you're selling the house.", "Anger", 0.6032771116692093,
+               ("Anger", "Surprise", "Sadness"), "low"),
+              (638, 5, "Well, it's time for a new family.", "Neutral", 0.85, ("Neutral",) * 3, "high")]
+EN_ANALYSIS = ["Sr No.", "Dialogue_ID", "Utterance_ID", "Utterance", "Speaker", "Emotion", "Sentiment", "uid",
+               "video_path", "basic_orig", "go_a10", "go_a10_count", "basic_vote_a10", "go_a11", "go_a11_count",
+               "basic_vote_a11", "go_a12", "go_a12_count", "basic_vote_a12", "basic_corrected", "basic_corrected_conf",
+               "basic_changed", "basic_correction_reason"]
+
+
+def release_number(clip_id: str) -> int:
+    return int(clip_id.replace("_", ""))
+
+
+def make_release(root: Path, clip_file: Path, meta: bool = True, analysis: bool = True) -> Path:
+    """The static split as the release ships it: clips under ``English/train_splits`` and ``Chinese/Raw`` with
+    the release's names, the simplified tables (Basic-7: high and low tiers only), the meta table at
+    ``datasets/ch-simsv2s/meta.csv``, and the analysis tables with the annotators' labels."""
+    base = root / "datasets/data-final"
+    for d, u, *_ in RELEASE_EN:
+        put_clip(clip_file, base / "English/train_splits" / f"dia{d}_utt{u}.mp4")
+    for video, file_id, *_ in RELEASE_ZH:
+        put_clip(clip_file, base / "Chinese/Raw" / video / f"{file_id}.mp4")
+    # simplified MELD tables: every clip (the 0.5 split of the file names); the video_path column names a folder
+    # the release does not have
+    for name, keep in (("3000_basic7_high_confidence_ge0.5", lambda c: c >= 0.5),
+                       ("3000_basic7_low_confidence_lt0.5", lambda c: c < 0.5)):
+        write_xlsx(base / "English/basic7" / f"{name}.xlsx", EN_BASIC7,
+                   [en_b7(d, u, text, label, conf) for d, u, text, label, conf, *_ in RELEASE_EN if keep(conf)])
+    write_xlsx(base / "English/goemotion/goemotion_soft_labels_first3000.xlsx", EN_GOEMO,
+               [[k, d, u, text, None, 1, *goemo({"neutral": k / 10})] for k, (d, u, text, *_) in enumerate(RELEASE_EN)])
+    # simplified CH-SIMS Basic-7: only the high and low tiers; the second half spells ids from the number
+    # ("80", "00080" for 00008_0), the first keeps them
+    for tier in ("high", "low"):
+        write_xlsx(base / f"Chinese/basic7/basic7_ds_{tier}_confidence.xlsx", ZH_BASIC7, [
+            zh_b7(video, *((meta_id, meta_id) if k < 3 else (str(release_number(meta_id)),
+                                                             f"{release_number(meta_id):05d}")),
+                  text, label, conf, tier)
+            for k, (video, file_id, meta_id, text, label, conf, _, t) in enumerate(RELEASE_ZH) if t == tier])
+    # GoEmotions: ids stored as numbers; clip k votes k/12 for "neutral", so each row is recognisable
+    write_xlsx(base / "Chinese/goemotion/training_data_merged.xlsx", ZH_GOEMO, [
+        [video, release_number(meta_id), text, None, 1, *goemo({"neutral": k / 12})]
+        for k, (video, file_id, meta_id, text, *_) in enumerate(RELEASE_ZH)])
+    if meta:
+        lines = ["video_id,clip_id,text,label,label_T,label_A,label_V,annotation,mode"]
+        lines += [f"{video},{meta_id},{text},0.0,0.0,0.0,0.0,Neutral,train"
+                  for video, _, meta_id, text, *_ in RELEASE_ZH]
+        (base / "datasets/ch-simsv2s").mkdir(parents=True, exist_ok=True)
+        (base / "datasets/ch-simsv2s/meta.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if analysis:
+        for (half, names), clips in zip(ZH_ANALYSIS.items(), (RELEASE_ZH[:3], RELEASE_ZH[3:])):
+            header = ["video_id", "clip_id", "text", *names, "ds_label", "ds_confidence", "unique_labels"]
+            # the first half keeps ids as strings with their zeros, the second stores numbers
+            write_xlsx(base / "datasets/ch-simsv2s" / half / "basic7/annotated_with_ds.xlsx", header, [
+                [video, meta_id if half.startswith("First") else release_number(meta_id), text, *votes, label, conf,
+                 len(set(votes))] for video, _, meta_id, text, label, conf, votes, _ in clips])
+        write_xlsx(base / "datasets/newdataset-MELD/Annotations-last-2000/analysis_outputs/basic7/"
+                          "annotated_with_ds_last2000.xlsx", EN_ANALYSIS, [
+            [9, d, u, text, "Ross", "neutral", "neutral", f"dia{d}_utt{u}",
+             f"newdataset-MELD/train_splits/dia{d}_utt{u}.mp4", "Neutral", None, 1, votes[0], None, 1, votes[1],
+             None, 1, votes[2], label, conf, False, "ds_high_conf"]
+            for d, u, text, label, conf, votes, _ in RELEASE_EN if votes])
+    return root
+
+
+def test_release_clip_names_are_all_found_and_every_label_read(tmp_path, clip_file):
+    root = make_release(tmp_path, clip_file)
+    items = discover_static(root, {})
+    got = by_id(items)
+    assert sorted(got) == sorted([f"dia{d}_utt{u}" for d, u, *_ in RELEASE_EN] +
+                                 [f"{video}_{file_id}" for video, file_id, *_ in RELEASE_ZH])
+    for it in items:
+        assert it.error is None, it.error.line()
+        assert it.warnings == [], (it.id, it.warnings)
+    for k, (video, file_id, meta_id, text, label, conf, votes, tier) in enumerate(RELEASE_ZH):
+        it = got[f"{video}_{file_id}"]
+        assert Path(it.media).name == f"{file_id}.mp4" and Path(it.media).parent.name == video
+        assert it.segments[0].text == text
+        lab = it.labels
+        assert lab["primary"].tolist() == [BASIC7.index(label)], it.id
+        assert lab["primary_confidence"][0] == pytest.approx(conf, abs=1e-6)
+        assert lab["primary_tier"].tolist() == [tier] and lab["confidence_tier"].tolist() == [tier], it.id
+        assert lab["annotator_labels"].shape == (1, 3) and lab["annotator_labels"][0].tolist() == list(votes)
+        assert lab["annotator_ids"][0].tolist() == list(ZH_ANALYSIS["First-2500/analysis_outputs" if k < 3 else
+                                                                    "Last-2500/analysis_outputs_after2500"])
+        # the GoEmotions row of this very clip (numbers only in that table; two clips share the number 10)
+        assert lab["goemotions"][0, GOEMOTIONS28.index("neutral")] == pytest.approx(k / 12)
+    # the meta table spells the six-digit clip 00026_0: the file decides, the meta id is kept beside it
+    assert got["aqgy4_0009_000260"].meta["clip_id"] == "000260"
+    assert got["aqgy4_0009_000260"].meta["meta_clip_id"] == "00026_0"
+    summary = summarize(items)
+    assert summary["zh"] == {"corpus": "CH-SIMS v2", "clips": 12, "found": 12, "labelled": 12, "failed": 0,
+                             "reasons": {}}
+    assert summary["en"]["found"] == summary["en"]["labelled"] == 4 and not summary["en"]["reasons"]
+
+
+def test_meld_analysis_tables_add_the_annotators_and_the_template_decides_the_path(tmp_path, clip_file):
+    got = by_id(discover_static(make_release(tmp_path, clip_file), {}))
+    for d, u, text, label, conf, votes, tier in RELEASE_EN:
+        it = got[f"dia{d}_utt{u}"]
+        # the tables' video_path says newdataset-MELD/train_splits; the release (and the template) say English/
+        assert it.source == f"datasets/data-final/English/train_splits/dia{d}_utt{u}.mp4" and it.error is None
+        assert it.labels["primary"].tolist() == [BASIC7.index(label)]
+        assert it.labels["primary_tier"].tolist() == [tier]
+        assert it.labels["annotator_labels"][0].tolist() == list(votes or ("", "", ""))
+        assert it.labels["annotator_ids"][0].tolist() == (["a10", "a11", "a12"] if votes else ["", "", ""])
+        assert "confidence_tier" not in it.labels
+
+
+def test_simplified_tables_alone_leave_the_medium_tier_unlabelled(tmp_path, clip_file):
+    items = discover_static(make_release(tmp_path, clip_file, analysis=False), {})
+    got = by_id(items)
+    assert all(it.error is None for it in items)
+    medium = {f"{v}_{f}" for v, f, *_, tier in RELEASE_ZH if tier == "medium"}
+    for video, file_id, meta_id, text, label, conf, votes, tier in RELEASE_ZH:
+        it = got[f"{video}_{file_id}"]
+        assert it.labels["annotator_labels"][0].tolist() == ["", "", ""]  # no analysis table: not known
+        if it.id in medium:
+            assert it.labels["primary"].tolist() == [-1] and it.labels["primary_tier"].tolist() == [""]
+            assert it.label_attrs["primary"]["why_unknown"] == "no Basic-7 row"
+        else:  # the simplified table's label and tier (it knows unanimity: 00000 is high at 0.88)
+            assert it.labels["primary"].tolist() == [BASIC7.index(label)], it.id
+            assert it.labels["confidence_tier"].tolist() == [tier] and it.labels["primary_tier"].tolist() == [tier]
+    zh = summarize(items)["zh"]
+    assert (zh["found"], zh["labelled"], zh["failed"]) == (12, 9, 0)
+    assert zh["reasons"] == {"no Basic-7 row": 3}
+
+
+def test_without_the_meta_table_the_files_decide_and_two_matches_are_one_error(tmp_path, clip_file):
+    root = make_release(tmp_path, clip_file, meta=False)
+    items = discover_static(root, {})
+    got = by_id(items)
+    # every clip whose number one file matches is found: 00008_0 (80), 00020_1 (201), 000260 (260), 00000 (0)
+    for video, file_id, *_ in RELEASE_ZH:
+        if video == "aqgy4_0009" and file_id in ("00001_0", "00010"):
+            continue
+        it = got[f"{video}_{file_id}"]
+        assert it.error is None and Path(it.media).name == f"{file_id}.mp4", it.id
+        assert it.labels["primary"][0] >= 0
+    # 00001_0 and 00010 both reduce to 10, and no meta table says which text is which: one error, naming both
+    failed = [it for it in items if it.error is not None]
+    assert len(failed) == 1
+    line = failed[0].error.line()
+    assert "00001_0.mp4" in line and "00010.mp4" in line and "clip number 10 of aqgy4_0009" in line
+    assert failed[0].error.file == str(root / "datasets/data-final/Chinese/Raw/aqgy4_0009")
+    assert failed[0].media is None
+    zh = summarize(items)["zh"]
+    assert zh["failed"] == 1 and zh["reasons"] == {"several files match": 1} and zh["found"] == 10
+
+
+def test_the_meta_table_tells_apart_the_files_that_share_a_number(tmp_path, clip_file):
+    root = make_release(tmp_path, clip_file)
+    got = by_id(discover_static(root, {}))
+    a, b = got["aqgy4_0009_00001_0"], got["aqgy4_0009_00010"]
+    assert Path(a.media).name == "00001_0.mp4" and a.segments[0].text == "我是维护女性心理健康的使者。"
+    assert Path(b.media).name == "00010.mp4" and b.labels["primary_raw"].tolist() == ["Joy"]
+    # a clip whose file is missing is reported with the meta table's id
+    (root / "datasets/data-final/Chinese/Raw/aqgy4_0005/00011_1.mp4").unlink()
+    miss = by_id(discover_static(root, {}))["aqgy4_0005_00011_1"]
+    assert "clip not found" in miss.error.line() and miss.error.file.endswith("aqgy4_0005/00011_1.mp4")
+
+
+def test_a_stated_tier_the_analysis_contradicts_is_a_warning(tmp_path, clip_file):
+    root = make_release(tmp_path, clip_file)
+    write_xlsx(root / "datasets/data-final/Chinese/basic7/basic7_ds_high_confidence.xlsx", ZH_BASIC7,
+               [zh_b7("video_0001", "0001", "0001", "我不想嫁给李茶", "Disgust", 0.995, "low")])
+    it = by_id(discover_static(root, {}))["video_0001_0001"]
+    assert it.error is None and it.labels["primary_tier"].tolist() == ["high"]  # unanimous, 0.995
+    assert it.labels["confidence_tier"].tolist() == ["low"]  # as the table states it
+    assert any("says tier 'low'" in w and "makes it 'high'" in w for w in it.warnings), it.warnings
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 def test_static_items_extract_to_pooled_vectors(tmp_path, clip_file):
     """Discovery -> worker -> store for two clips (no Ray): features, pooled vectors, segments and labels."""
@@ -324,7 +524,7 @@ def test_static_items_extract_to_pooled_vectors(tmp_path, clip_file):
     from engine.pipeline.worker import ShardProcessor, process_items
     from engine.records import RunPlan
 
-    root = make_checkout(tmp_path / "emos", clip_file)
+    root = make_release(tmp_path / "emos", clip_file)
     items = [it for it in discover_static(root, {}) if it.id in ("dia0_utt2", "video_0001_0001")]
     groups = [Group("visual", registry.get_spec("frame_stats"), {"dtype": "float32", "short_side": 64}),
               Group("audio", registry.get_spec("logmel"), {"dtype": "float32"})]
@@ -346,7 +546,11 @@ def test_static_items_extract_to_pooled_vectors(tmp_path, clip_file):
     assert view.segments["text"].tolist() == ["我不想嫁给李茶"]
     assert view.segments["end"].tolist() == [pytest.approx(view.duration_s)]
     assert view.labels["primary"].tolist() == [BASIC7.index("Disgust")]
-    assert view.labels["confidence_tier"].tolist() == ["high"]
+    assert view.labels["confidence_tier"].tolist() == ["high"] and view.labels["primary_tier"].tolist() == ["high"]
+    assert view.labels["annotator_labels"].tolist() == [["Disgust"] * 3]
+    assert view.labels["annotator_ids"].tolist() == [["a1", "a2", "a3"]]
+    # a clip whose annotators no table gives keeps the same shape, with empty strings
+    assert store.item("dia0_utt2").labels["annotator_labels"].tolist() == [["", "", ""]]
     assert view.labels["goemotions"].shape == (1, 28)
     assert view.segment_at(0.2, 0.6) == 0  # the one segment covers the clip
     # a second run over the same items is all cache hits

@@ -1,175 +1,130 @@
 """Find the clips of the static split: MELD-Core (English) and CH-SIMS v2 (Chinese), one utterance per clip.
 
-The clips are defined by the label tables (xlsx); the media only has to be found. Per language, the tables are
-read from the first of these folders that exists, per kind (``basic7``, ``goemotion``)::
+The clips are defined by the label tables (xlsx); the media only has to be found. Per language and kind, the
+tables are read from the first of these folders that exists::
 
-    datasets/data-final/<Lang>/<kind>/*.xlsx     the EmoS release layout (preferred)
-    labels/<Lang>/<kind>/*.xlsx                  labels kept apart from the media, at the root of the checkout
+    datasets/data-final/...     the EmoS release layout (preferred)
+    labels/...                  labels kept apart from the media, at the root of the checkout
 
-``<Lang>`` is ``English`` or ``Chinese``. Every ``*.xlsx`` of a folder is read (first sheet, header on row 1;
-Excel lock files ``~$*`` and hidden files are skipped). The clips of a language are the union of its Basic-7 and
-GoEmotions rows; a language without any table is skipped with a warning.
+and, under it, ``<Lang>/basic7/*.xlsx``, ``<Lang>/goemotion/*.xlsx`` (the simplified tables; ``<Lang>`` is
+``English`` or ``Chinese``) and the analysis tables ``datasets/<corpus>/*/analysis_outputs*/basic7/
+annotated_with_ds*.xlsx`` (``<corpus>`` is ``newdataset-MELD`` or ``ch-simsv2s``), which hold the full
+Dawid-Skene results with the annotators' own labels. The simplified CH-SIMS Basic-7 tables hold only the high and
+low confidence tiers: without the analysis tables the medium tier has no Basic-7 label. Every ``*.xlsx`` found is
+read (first sheet, header on row 1; Excel lock files ``~$*`` and hidden files are skipped). The clips of a
+language are the union of all its rows; a language without any table is skipped with a warning.
 
 Columns (others are ignored)::
 
     English basic7     Dialogue_ID, Utterance_ID, Utterance, basic_corrected, basic_corrected_conf
+    English analysis   the same, and basic_vote_<annotator> per annotator
     English goemotion  Dialogue_ID, Utterance_ID, Utterance, goemotion_prob_<name> for the 28 GoEmotions
     Chinese basic7     video_id, clip_id, text, ds_label, ds_confidence [, confidence_tier, clip_id_file]
+    Chinese analysis   video_id, clip_id, text, <annotator>..., ds_label, ds_confidence (annotators: the named
+                       columns between text and ds_label)
     Chinese goemotion  video_id, clip_id, text, goemotion_prob_<name> for the 28 GoEmotions
     (both goemotion)   [goemotion_prob_unsure]
 
 Rules:
 
 - **Media.** MELD: ``static.meld_path`` with ``{dialogue}`` and ``{utterance}``; CH-SIMS: ``static.chsims_path``
-  with ``{video_id}`` and ``{clip_id}`` (both relative to the root). A clip whose file is missing is still an
-  item, failed with "clip not found" and the expected path, so the run report lists it.
-- **Ids.** ``dia{D}_utt{U}`` and ``{video_id}_{clip_id}``. CH-SIMS clip ids are strings whose zeros matter
-  (``0005``, ``00010``, ``00008_0``), but the GoEmotions tables store them as numbers (``5``, ``10``, ``80``) and
-  the Basic-7 tables drop zeros in one column or the other. So rows are matched on the number (``00008_0`` -> 80)
-  and the real id comes from the CH-SIMS v2 meta table (``video_id, clip_id, text``), by the text where two clips
-  share a number. The meta table is ``static.chsims_meta`` if set, else the first that exists of
-  ``<base>/ch-simsv2s-meta.csv``, ``<base>/Chinese/ch-simsv2s-meta.csv``, ``<base>/Chinese/meta.csv`` for the
-  two bases above. Without it (or for a row it lacks, with a warning) the id is the first of the table's own
-  strings (longest first), then the number padded to 4 and to 5 digits, whose media file exists.
+  with ``{video_id}`` and ``{clip_id}`` (both relative to the root). The template decides, not the tables'
+  ``video_path`` column (it names ``newdataset-MELD/train_splits``, a folder the release does not have). A clip
+  whose file is missing is still an item, failed with "clip not found" and the expected path, so the run report
+  lists it.
+- **CH-SIMS ids.** The release names clips ``0001.mp4``, ``00000.mp4``, ``00008_0.mp4``, ``00011_1.mp4`` or
+  ``000260.mp4``, but the tables store a number (``80``, ``260``) or a string rebuilt from it (``00080``). Each
+  id reduces to a number (its digits, ``_`` dropped: ``00008_0`` -> 80), and the files in the clip's folder are
+  the truth: a row's number is matched to the file whose id reduces to it. Where two files match (``00001_0``
+  and ``00010`` are both 10), the CH-SIMS v2 meta table (``video_id, clip_id, text``) says which one a row's text
+  is; when it cannot, the clip fails with one error naming both files, never a guess. The meta table is
+  ``static.chsims_meta`` if set, else the first that exists of ``<base>/ch-simsv2s-meta.csv``,
+  ``<base>/datasets/ch-simsv2s/meta.csv``, ``<base>/Chinese/ch-simsv2s-meta.csv``, ``<base>/Chinese/meta.csv``
+  for the two bases above. A clip without a file takes its id from the meta table, else from the tables'
+  longest spelling, else the number padded to 4 digits. The item id is ``dia{D}_utt{U}`` or
+  ``{video_id}_{clip_id}`` (the file's id; ``meta_clip_id`` keeps the meta table's where it differs).
 - **One segment.** ``[0, inf)``: the utterance spans the whole clip. The tables give no times and discovery opens
   no media (a warm run must read none); the item's ``duration_s`` attribute, set by the worker from the media,
   is the clip's length.
-- **Labels** (arrays over the one segment): ``primary`` int8 Basic-7 index (-1 unknown), ``primary_confidence``
-  float32 (NaN unknown), ``primary_raw``, ``goemotions`` float32 ``[1, 28]`` in :data:`GOEMOTIONS28` order (the
-  fraction of annotators who chose each emotion: several can be 1, NaN where the clip has no GoEmotions row),
-  ``goemotions_unsure``, and for CH-SIMS ``confidence_tier`` (``high``/``low``). A label that does not map,
-  or a label missing for a clip, is a warning on the item, never a failure.
-- **Duplicates.** A clip labelled in several rows keeps the first: Basic-7 files whose name says ``high`` come
-  before the others and ``low`` ones last, then files by name, then rows in order. Later rows that agree are
-  ignored (the CH-SIMS ``training_data_merged.xlsx`` repeats the two halves); those that disagree are a warning.
+- **Labels** (arrays over the one segment): ``primary`` int8 Basic-7 index (-1 unknown; its attrs say why),
+  ``primary_confidence`` float32 (NaN unknown), ``primary_raw``, ``primary_tier`` (``high``/``medium``/``low``,
+  see :mod:`engine.static_labels`), ``annotator_labels`` and ``annotator_ids`` ``[1, 3]`` (each annotator's
+  Basic-7 label and name, ``""`` where no analysis table gives them), ``goemotions`` float32 ``[1, 28]`` in
+  :data:`GOEMOTIONS28` order (the fraction of annotators who chose each emotion: several can be 1, NaN where the
+  clip has no GoEmotions row), ``goemotions_unsure``, and for CH-SIMS ``confidence_tier`` (the simplified
+  table's tier, else ``primary_tier``). A label that does not map, or a label missing for a clip, is a warning on
+  the item, never a failure. :func:`summarize` counts, per language, the clips found and labelled and why the
+  others are not.
+- **Duplicates.** A clip labelled in several rows keeps the first: analysis tables, then simplified ones whose
+  name says ``high``, the others, and ``low`` ones last, each kind by path, rows in order. Later rows that agree
+  are ignored (the CH-SIMS ``training_data_merged.xlsx`` repeats the two halves); those that disagree warn.
 - **Malformed tables.** A table that does not open or lacks a required column raises :class:`ValueError` naming
   the file and the columns (nothing in it can be matched to a clip). A row whose id cells are unusable becomes a
   failed item named ``<table>@row<N>``; a cell that is not a number becomes NaN and a warning.
 
->>> clip_number("00008_0"), clip_number(10), clip_number("0005"), clip_number("abc")
-(80, 10, 5, None)
+>>> clip_number("00008_0"), clip_number(10), clip_number("000260"), clip_number("abc")
+(80, 10, 260, None)
 """
 from __future__ import annotations
 
 import csv
 import logging
 import math
+import os
 import re
-from dataclasses import dataclass, field
+from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import MetadataError
-from ..labels import BASIC7, GOEMOTIONS28, basic7_index
+from ..errors import ItemError, MetadataError
 from ..records import Item, Segment, check_item_id
 from . import Dataset, register_dataset
+from .emos_static_labels import (BASIC7_COLUMNS, ID_COLUMNS, MIN_ANNOTATORS, NO_BASIC7_ROW, PROB_COLUMNS,
+                                 TEXT_COLUMN, Clip, Row, annotator_columns, as_int, as_text, clip_text, label_arrays,
+                                 read_table)
 
 log = logging.getLogger(__name__)
 
 LABEL_BASES = (Path("datasets") / "data-final", Path("labels"))
 LANG_DIRS = {"en": "English", "zh": "Chinese"}
 CORPUS = {"en": "MELD", "zh": "CH-SIMS v2"}
+CORPUS_DIRS = {"en": "newdataset-MELD", "zh": "ch-simsv2s"}  # under <base>/datasets/
+ANALYSIS_GLOB = "*/analysis_outputs*/basic7/annotated_with_ds*.xlsx"
 DEFAULT_MELD_PATH = "datasets/data-final/English/train_splits/dia{dialogue}_utt{utterance}.mp4"
 DEFAULT_CHSIMS_PATH = "datasets/data-final/Chinese/Raw/{video_id}/{clip_id}.mp4"
-CHSIMS_META_NAMES = ("ch-simsv2s-meta.csv", "Chinese/ch-simsv2s-meta.csv", "Chinese/meta.csv")
-
-PROB_PREFIX = "goemotion_prob_"
-PROB_COLUMNS = tuple(PROB_PREFIX + name for name in GOEMOTIONS28)
-UNSURE_COLUMN = PROB_PREFIX + "unsure"
-
-# per language: the id columns, the text column, and the Basic-7 columns (label, confidence, tier or None)
-_ID_COLUMNS = {"en": ("Dialogue_ID", "Utterance_ID"), "zh": ("video_id", "clip_id")}
-_TEXT_COLUMN = {"en": "Utterance", "zh": "text"}
-_BASIC7_COLUMNS = {"en": ("basic_corrected", "basic_corrected_conf", None),
-                   "zh": ("ds_label", "ds_confidence", "confidence_tier")}
+CHSIMS_META_NAMES = ("ch-simsv2s-meta.csv", "datasets/ch-simsv2s/meta.csv", "Chinese/ch-simsv2s-meta.csv",
+                     "Chinese/meta.csv")
 _TEMPLATES = {"en": ("meld_path", DEFAULT_MELD_PATH), "zh": ("chsims_path", DEFAULT_CHSIMS_PATH)}
 
-
-# ------------------------------------------------------------------------------------------------ table reading
-@dataclass
-class Row:
-    """One data row of a label table, its cells by column name."""
-
-    table: str   # file name, for warnings
-    n: int       # row number in the sheet (the header is row 1)
-    cells: dict
+# why a clip was not found: the short reasons the run report counts (ItemError.reason)
+CLIP_NOT_FOUND = "clip not found"
+SEVERAL_FILES = "several files match"
+UNUSABLE_ID = "unusable clip id"
 
 
-def read_xlsx(path: Path, required: tuple[str, ...]) -> list[Row]:
-    """The non-empty rows of the first sheet of ``path``; raises :class:`ValueError` naming the file when it does
-    not open or lacks one of the ``required`` columns."""
-    import openpyxl
-
-    try:  # zip, XML and format errors all mean the same thing to the user
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        try:
-            header, *body = list(wb.worksheets[0].iter_rows(values_only=True)) or [()]
-        finally:
-            wb.close()
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable xlsx file ({type(exc).__name__}: {exc}); "
-                         "replace it with the release's copy or move it out of the folder") from exc
-    columns: dict[str, int] = {}
-    for k, name in enumerate(header):
-        if isinstance(name, str) and name.strip():
-            columns.setdefault(name.strip(), k)  # the first of two equal headers wins
-    missing = [c for c in required if c not in columns]
-    if missing:
-        raise ValueError(f"{path}: no column {', '.join(map(repr, missing))} in the header row "
-                         f"(columns: {', '.join(columns) or 'none'})")
-    rows = []
-    for n, values in enumerate(body, start=2):
-        if all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
-            continue
-        rows.append(Row(path.name, n, {c: values[k] if k < len(values) else None for c, k in columns.items()}))
-    return rows
-
-
+# ------------------------------------------------------------------------------------------------ tables
 def table_order(path: Path) -> tuple[int, str]:
     """Precedence of a table among its folder: ``high`` confidence files first, ``low`` last, then by name."""
     name = path.name.lower()
-    return (0 if "high" in name else 2 if "low" in name else 1, path.name)
+    return (0 if "high" in name else 2 if "low" in name else 1, path.as_posix())
 
 
-def label_tables(root: Path, lang: str, kind: str) -> list[Path]:
-    """The ``*.xlsx`` of the first label folder of ``lang``/``kind`` that exists (see the module docstring)."""
+def _visible(paths) -> list[Path]:
+    return [p for p in paths if not p.name.startswith(("~$", "."))]
+
+
+def label_tables(root: Path, lang: str, kind: str) -> list[tuple[Path, Path]]:
+    """``(table, its label base)`` for ``kind`` ``basic7``, ``goemotion`` or ``analysis`` of ``lang``, from the
+    first label base that has that folder (see the module docstring)."""
     for base in LABEL_BASES:
-        folder = root / base / LANG_DIRS[lang] / kind
+        if kind == "analysis":
+            folder = root / base / "datasets" / CORPUS_DIRS[lang]
+            files = folder.glob(ANALYSIS_GLOB)
+        else:
+            folder = root / base / LANG_DIRS[lang] / kind
+            files = folder.glob("*.xlsx")
         if folder.is_dir():
-            files = [p for p in folder.glob("*.xlsx") if not p.name.startswith(("~$", "."))]
-            return sorted(files, key=table_order)
+            return [(p, root / base) for p in sorted(_visible(files), key=table_order)]
     return []
-
-
-# ------------------------------------------------------------------------------------------------ cell values
-def as_int(v) -> int | None:
-    """An integer id cell (``3``, ``3.0``, ``"3"``) as int, else None."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, str) and v.strip().isdigit():
-        return int(v.strip())
-    return None
-
-
-def as_float(v) -> float | None:
-    """A numeric cell as float; NaN for an empty cell; None for one that is not a number."""
-    if v is None or (isinstance(v, str) and not v.strip()):
-        return math.nan
-    if isinstance(v, bool):
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def as_text(v) -> str:
-    return "" if v is None else str(v).strip()
 
 
 def clip_number(raw) -> int | None:
@@ -181,6 +136,7 @@ def clip_number(raw) -> int | None:
 
 
 def expand(template: str, cfg_key: str, **fields) -> str:
+    """The template with its fields filled; :class:`ValueError` naming the config key when it cannot be."""
     try:
         return template.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
@@ -188,19 +144,7 @@ def expand(template: str, cfg_key: str, **fields) -> str:
                          f"its placeholders are {', '.join('{' + f + '}' for f in fields)}") from exc
 
 
-# ------------------------------------------------------------------------------------------------ clips
-@dataclass
-class Clip:
-    """Everything the tables say about one clip, before it becomes an :class:`Item`."""
-
-    lang: str
-    fields: dict                                        # template fields: dialogue/utterance or video_id/clip_id
-    basic7: list[Row] = field(default_factory=list)
-    goemo: list[Row] = field(default_factory=list)
-    clip_strings: list[str] = field(default_factory=list)  # CH-SIMS ids as the tables spell them (no meta)
-    warnings: list[str] = field(default_factory=list)
-
-
+# ------------------------------------------------------------------------------------------------ CH-SIMS ids
 class ChsimsIds:
     """Real CH-SIMS v2 clip ids from the meta table, looked up by ``(video_id, clip number)`` and text."""
 
@@ -240,6 +184,7 @@ class ChsimsIds:
 
 
 def find_chsims_meta(root: Path, cfg: dict) -> Path | None:
+    """The CH-SIMS v2 meta table: ``static.chsims_meta``, else the first of the usual places that exists."""
     if cfg.get("chsims_meta"):
         path = root / cfg["chsims_meta"]
         if not path.is_file():
@@ -252,199 +197,229 @@ def find_chsims_meta(root: Path, cfg: dict) -> Path | None:
     return None
 
 
-def row_key(lang: str, row: Row, ids: ChsimsIds | None) -> tuple[tuple | None, dict, str | None]:
-    """``(key, template fields, warning)`` of a row; key None when its id cells are unusable."""
-    c = row.cells
-    if lang == "en":
-        d, u = as_int(c.get("Dialogue_ID")), as_int(c.get("Utterance_ID"))
-        if d is None or u is None:
-            return None, {}, None
-        return ("en", d, u), {"dialogue": d, "utterance": u}, None
-    video_id, raw = as_text(c.get("video_id")), c.get("clip_id")
-    number = clip_number(raw)
-    if not video_id or (number is None and not as_text(raw)):
-        return None, {}, None
-    clip_id, why = None, None
-    if ids is not None and number is not None:
-        clip_id, why = ids.lookup(video_id, number, as_text(c.get(_TEXT_COLUMN["zh"])))
-    if clip_id is not None:
-        return ("zh", video_id, clip_id), {"video_id": video_id, "clip_id": clip_id}, None
-    # no meta (or not in it): rows meet on the number; the id string is chosen once the clip's rows are known
-    key = ("zh#", video_id, number if number is not None else as_text(raw))
-    return key, {"video_id": video_id, "clip_id": None}, why
+_MARK = "\x00clip_id\x00"  # stands for {clip_id} while the template is split into folder, prefix and suffix
+
+
+class Folders:
+    """The files of the clip folders, each folder listed once: a stat per clip made discovery slow."""
+
+    def __init__(self):
+        self._files: dict[str, dict[str, bool]] = {}  # folder -> {file name: is a symbolic link}
+        self._real: dict[str, str] = {}
+
+    def files(self, folder: str) -> dict[str, bool]:
+        """The files of ``folder`` (links to files included); empty when it does not exist."""
+        if folder not in self._files:
+            try:
+                with os.scandir(folder) as entries:
+                    self._files[folder] = {e.name: e.is_symlink() for e in entries if e.is_file()}
+            except OSError:  # no such folder: none of its clips is there
+                self._files[folder] = {}
+        return self._files[folder]
+
+    def is_file(self, path: str) -> bool:
+        folder, name = os.path.split(path)
+        return name in self.files(folder)
+
+    def real(self, path: str) -> str:
+        """``path`` with symbolic links resolved, as :meth:`pathlib.Path.resolve` gives it."""
+        folder, name = os.path.split(path)
+        if self.files(folder).get(name):
+            return os.path.realpath(path)
+        if folder not in self._real:
+            self._real[folder] = os.path.realpath(folder)
+        return os.path.join(self._real[folder], name)
+
+
+class ClipFiles:
+    """The CH-SIMS clip files that exist, by video and clip number."""
+
+    def __init__(self, root: str, template: str, folders: Folders):
+        self.root, self.template, self.folders = root, template, folders
+        self._index: dict[tuple[str, str, str], dict[int, list[str]]] = {}
+
+    def path(self, video_id: str, clip_id: str) -> str:
+        return os.path.normpath(os.path.join(self.root, expand(self.template, "chsims_path", video_id=video_id,
+                                                                clip_id=clip_id)))
+
+    def matching(self, video_id: str, number: int) -> list[str] | None:
+        """Ids of the clip files of ``video_id`` that reduce to ``number``; None when the template puts
+        ``{clip_id}`` in a folder name (then only exact ids can be tried)."""
+        folder, name = os.path.split(self.path(video_id, _MARK))
+        if _MARK in folder or name.count(_MARK) != 1:
+            return None
+        prefix, suffix = name.split(_MARK)
+        key = (folder, prefix, suffix)
+        if key not in self._index:
+            index: dict[int, list[str]] = {}
+            for name in self.folders.files(folder):
+                if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix):
+                    cid = name[len(prefix):len(name) - len(suffix)]
+                    num = clip_number(cid)
+                    if num is not None:
+                        index.setdefault(num, []).append(cid)
+            self._index[key] = index
+        return sorted(self._index[key].get(number, []))
 
 
 def chsims_strings(row: Row) -> list[str]:
-    """The clip id as this row spells it (Basic-7 tables carry ``clip_id`` and ``clip_id_file`` as strings)."""
+    """The clip id as this row spells it (some tables keep ``clip_id`` and ``clip_id_file`` as strings)."""
     out = []
     for col in ("clip_id", "clip_id_file"):
-        v = row.cells.get(col)
+        v = row.get(col)
         if isinstance(v, str) and v.strip():
             out.append(v.strip())
     return out
 
 
-def choose_clip_id(clip: Clip, number, root: Path, template: str) -> str:
-    """Without the meta table: the first candidate id whose media exists, else the first candidate."""
-    cands = sorted(dict.fromkeys(clip.clip_strings), key=len, reverse=True)
-    if isinstance(number, int):
-        cands += [f"{number:04d}", f"{number:05d}", str(number)]
-    else:
-        cands.append(str(number))
-    cands = list(dict.fromkeys(cands))
-    for c in cands:
-        if (root / expand(template, "chsims_path", video_id=clip.fields["video_id"], clip_id=c)).is_file():
-            return c
-    return cands[0]
-
-
-# ------------------------------------------------------------------------------------------------ labels
-def _same_vector(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(np.allclose(a, b, atol=1e-6, equal_nan=True))
-
-
-def basic7_labels(clip: Clip, warnings: list[str]) -> tuple[int, float, str, str]:
-    """``(index, confidence, raw label, tier)`` from the first Basic-7 row; later rows that disagree warn."""
-    label_col, conf_col, tier_col = _BASIC7_COLUMNS[clip.lang]
-    if not clip.basic7:
-        warnings.append("no Basic-7 row in the label tables: primary is unknown (-1)")
-        return -1, math.nan, "", ""
-    values = []
-    for row in clip.basic7:
-        conf = as_float(row.cells.get(conf_col))
-        if conf is None:
-            warnings.append(f"{row.table} row {row.n}: {conf_col} {row.cells.get(conf_col)!r} is not a number")
-            conf = math.nan
-        values.append((as_text(row.cells.get(label_col)), conf,
-                       as_text(row.cells.get(tier_col)) if tier_col else "", row))
-    raw, conf, tier, first = values[0]
-    for other_raw, other_conf, other_tier, row in values[1:]:
-        if (other_raw, other_tier) != (raw, tier) or not _same_vector(np.float32(other_conf), np.float32(conf)):
-            warnings.append(f"{row.table} row {row.n} labels this clip {other_raw!r} ({other_conf:.3f}); kept "
-                            f"{raw!r} ({conf:.3f}) from {first.table} row {first.n}")
-    index = basic7_index(raw)
-    if not raw:
-        warnings.append(f"{first.table} row {first.n}: empty {label_col}: primary is unknown (-1)")
-    elif index < 0:
-        warnings.append(f"{first.table} row {first.n}: {label_col} {raw!r} is not a Basic-7 label: "
-                        "primary is unknown (-1)")
-    return index, conf, raw, tier
-
-
-def goemotion_labels(clip: Clip, warnings: list[str]) -> tuple[np.ndarray, float]:
-    """The 28 vote fractions in :data:`GOEMOTIONS28` order and the ``unsure`` one, from the first row."""
-    if not clip.goemo:
-        warnings.append("no GoEmotions row in the label tables: goemotions are unknown (NaN)")
-        return np.full(len(GOEMOTIONS28), np.nan, np.float32), math.nan
-    vectors = []
-    for row in clip.goemo:
-        vec = np.full(len(GOEMOTIONS28) + 1, np.nan, np.float32)
-        bad = []
-        for k, col in enumerate((*PROB_COLUMNS, UNSURE_COLUMN)):
-            v = as_float(row.cells.get(col))
-            if v is None:
-                bad.append(col)
-            else:
-                vec[k] = v
-        if bad:
-            warnings.append(f"{row.table} row {row.n}: not a number in {', '.join(bad)} (NaN)")
-        vectors.append((vec, row))
-    first, first_row = vectors[0]
-    for vec, row in vectors[1:]:
-        if not _same_vector(vec, first):
-            warnings.append(f"{row.table} row {row.n} gives other GoEmotions values; kept those of "
-                            f"{first_row.table} row {first_row.n}")
-    return first[:-1], float(first[-1])
-
-
-def clip_text(clip: Clip, warnings: list[str]) -> str:
-    col = _TEXT_COLUMN[clip.lang]
-    texts = [(as_text(r.cells.get(col)), r) for r in (*clip.basic7, *clip.goemo)]
-    texts = [(t, r) for t, r in texts if t]
-    if not texts:
-        warnings.append("no utterance text in the label tables")
-        return ""
-    text, first = texts[0]
-    for t, r in texts[1:]:
-        if t != text:
-            warnings.append(f"{r.table} row {r.n} gives another text ({t!r}); kept that of {first.table} "
-                            f"row {first.n}")
-            break
-    return text
-
-
-def label_arrays(clip: Clip, warnings: list[str]) -> tuple[dict[str, np.ndarray], dict]:
-    index, conf, raw, tier = basic7_labels(clip, warnings)
-    goemo, unsure = goemotion_labels(clip, warnings)
-    labels = {"primary": np.array([index], np.int8), "primary_confidence": np.array([conf], np.float32),
-              "primary_raw": np.array([raw], dtype=object), "goemotions": goemo[None, :].astype(np.float32),
-              "goemotions_unsure": np.array([unsure], np.float32)}
-    attrs = {"primary": {"names": list(BASIC7), "unknown": -1},
-             "primary_confidence": {"range": [0, 1], "unknown": "NaN"},
-             "goemotions": {"names": list(GOEMOTIONS28), "unknown": "NaN",
-                            "about": "fraction of annotators who chose each emotion (multi-label: a row can sum "
-                                     "above 1)"},
-             "goemotions_unsure": {"about": "fraction of annotators who were unsure", "unknown": "NaN"}}
-    if clip.lang == "zh":
-        labels["confidence_tier"] = np.array([tier], dtype=object)
-        attrs["confidence_tier"] = {"values": ["high", "low"], "unknown": ""}
-    return labels, attrs
+def choose_clip_id(clip: Clip, number, files: ClipFiles, meta_id: str | None) -> tuple[str, str | None]:
+    """``(clip_id, error)``: the id of the one clip file whose id reduces to the clip's number (the meta table's
+    id where several do), else an error naming them all; without a file, the best id for the report."""
+    video_id = clip.fields["video_id"]
+    spelled = sorted(dict.fromkeys(clip.clip_strings), key=len, reverse=True)
+    ids = [meta_id] if meta_id else []
+    ids += spelled + ([f"{number:04d}", f"{number:05d}", str(number)] if isinstance(number, int) else [str(number)])
+    ids = list(dict.fromkeys(ids))
+    found = files.matching(video_id, number) if isinstance(number, int) else None
+    if found is None:  # no folder to list: try the ids as they are
+        return next((c for c in ids if files.folders.is_file(files.path(video_id, c))), ids[0]), None
+    if meta_id in found:
+        return meta_id, None
+    if len(found) == 1:
+        return found[0], None
+    if len(found) > 1:
+        names = ", ".join(os.path.basename(files.path(video_id, c)) for c in found)
+        fix = ("add the CH-SIMS v2 meta.csv (datasets/ch-simsv2s/meta.csv), whose text tells them apart"
+               if meta_id is None else f"the meta table names it {meta_id}, which is neither: rename the right file")
+        why = (f"clip number {number} of {video_id} matches {len(found)} files in "
+               f"{os.path.dirname(files.path(video_id, found[0]))}: {names}; the tables cannot tell which one "
+               f"is this clip ({clip_text(clip, [])!r}): {fix}")
+        return ids[0], why
+    return ids[0], None
 
 
 # ------------------------------------------------------------------------------------------------ discovery
-def gather(root: Path, lang: str, ids: ChsimsIds | None) -> tuple[dict[tuple, Clip], list[Item], int]:
-    """Read the label tables of ``lang`` into clips; rows whose ids are unusable become failed items."""
-    id_cols, text_col = _ID_COLUMNS[lang], _TEXT_COLUMN[lang]
-    label_col, conf_col, _ = _BASIC7_COLUMNS[lang]
+def row_key(lang: str, row: Row, ids: ChsimsIds | None) -> tuple[tuple | None, dict, str | None]:
+    """``(key, template fields, warning)`` of a row; key None when its id cells are unusable."""
+    if lang == "en":
+        d, u = as_int(row.get("Dialogue_ID")), as_int(row.get("Utterance_ID"))
+        if d is None or u is None:
+            return None, {}, None
+        return ("en", d, u), {"dialogue": d, "utterance": u}, None
+    video_id, raw, text = as_text(row.get("video_id")), row.get("clip_id"), as_text(row.get(TEXT_COLUMN["zh"]))
+    number = clip_number(raw)
+    if not video_id or (number is None and not as_text(raw)):
+        return None, {}, None
+    meta_id, why = None, None
+    if ids is not None and number is not None:
+        meta_id, why = ids.lookup(video_id, number, text)
+    if meta_id is not None:
+        return ("zh", video_id, meta_id), {"video_id": video_id, "clip_id": None, "meta_id": meta_id}, None
+    # no meta row: rows meet on number and text (two clips can share a number); the id comes from the files
+    key = ("zh#", video_id, number if number is not None else as_text(raw), text)
+    return key, {"video_id": video_id, "clip_id": None, "meta_id": None}, why
+
+
+def gather(root: Path, lang: str, ids: ChsimsIds | None) -> tuple[dict[tuple, Clip], list[Item], int, int]:
+    """Read the label tables of ``lang`` into clips; rows whose ids are unusable become failed items.
+    Returns the clips, those items, the number of tables and the number of annotators of the widest table."""
+    id_cols, text_col = ID_COLUMNS[lang], TEXT_COLUMN[lang]
+    label_col, conf_col = BASIC7_COLUMNS[lang]
     clips: dict[tuple, Clip] = {}
     bad: list[Item] = []
-    n_tables = 0
-    for kind, required in (("basic7", (*id_cols, text_col, label_col, conf_col)),
+    n_tables, n_annotators = 0, MIN_ANNOTATORS
+    for kind, required in (("analysis", (*id_cols, text_col, label_col, conf_col)),
+                           ("basic7", (*id_cols, text_col, label_col, conf_col)),
                            ("goemotion", (*id_cols, text_col, *PROB_COLUMNS))):
-        for path in label_tables(root, lang, kind):
+        for path, base in label_tables(root, lang, kind):
             n_tables += 1
-            for row in read_xlsx(path, required):
+            name = path.relative_to(base).as_posix()
+            header, rows = read_table(path, required, name)
+            annotators = annotator_columns(lang, header) if kind == "analysis" else ()
+            n_annotators = max(n_annotators, len(annotators))
+            # analysis tables share a name across annotation rounds: their failed rows carry the round
+            stem = f"{path.relative_to(base).parts[2]}.{path.stem}" if kind == "analysis" else path.stem
+            for row in rows:
+                row.annotators = annotators
                 key, fields, why = row_key(lang, row, ids)
                 if key is None:
-                    item = Item(id=f"{path.stem}@row{row.n}", split="static", lang=lang, media=None, source="",
+                    item = Item(id=f"{stem}@row{row.n}", split="static", lang=lang, media=None, source="",
                                 duration_s=None)
-                    cells = ", ".join(f"{c}={row.cells.get(c)!r}" for c in id_cols)
-                    item.fail(f"row {row.n}: unusable clip id ({cells})", file=str(path), cls=MetadataError)
+                    cells = ", ".join(f"{c}={row.get(c)!r}" for c in id_cols)
+                    _fail(item, UNUSABLE_ID, f"row {row.n}: unusable clip id ({cells})", str(path), MetadataError)
                     bad.append(item)
                     continue
                 clip = clips.setdefault(key, Clip(lang, fields))
-                (clip.basic7 if kind == "basic7" else clip.goemo).append(row)
+                {"analysis": clip.analysis, "basic7": clip.basic7, "goemotion": clip.goemo}[kind].append(row)
                 if lang == "zh":
                     clip.clip_strings += chsims_strings(row)
                 if why and why not in clip.warnings:
                     clip.warnings.append(why)
-    return clips, bad, n_tables
+    return clips, bad, n_tables, n_annotators
 
 
-def make_item(clip: Clip, key: tuple, root: Path, template: str, cfg_key: str) -> Item:
-    if clip.lang == "zh" and clip.fields["clip_id"] is None:
-        clip.fields["clip_id"] = choose_clip_id(clip, key[2], root, template)
+def _fail(item: Item, reason: str, message: str, file: str | None, cls=ItemError) -> None:
+    """Fail ``item`` (unless it already failed) with ``reason`` as the error's reason, which :func:`summarize`
+    counts."""
+    if item.error is None:
+        item.error = cls(message, item=item.id, file=file, reason=reason)
+
+
+def make_item(clip: Clip, key: tuple, root: str, template: str, cfg_key: str, folders: Folders,
+              files: ClipFiles | None, n_annotators: int) -> Item:
+    """The item of one clip: its id, media path, segment and labels; problems are its error and warnings."""
+    ambiguous = None
     f = clip.fields
+    if clip.lang == "zh":
+        meta_id = f.pop("meta_id")
+        number = clip_number(key[2]) if key[0] == "zh" else key[2]
+        f["clip_id"], ambiguous = choose_clip_id(clip, number, files, meta_id)
+        extra = {"meta_clip_id": meta_id} if meta_id and meta_id != f["clip_id"] else {}
+    else:
+        extra = {}
     item_id = f"dia{f['dialogue']}_utt{f['utterance']}" if clip.lang == "en" else f"{f['video_id']}_{f['clip_id']}"
-    rel = Path(expand(template, cfg_key, **f))
-    path = root / rel
-    try:
-        source = path.relative_to(root).as_posix()
-    except ValueError:  # an absolute template outside the checkout
-        source = path.as_posix()
+    path = os.path.normpath(os.path.join(root, expand(template, cfg_key, **f)))
+    # relative to the root, unless the template points outside the checkout
+    source = path[len(root) + 1:].replace(os.sep, "/") if path.startswith(root + os.sep) else path
     item = Item(id=item_id, split="static", lang=clip.lang, media=None, source=source, duration_s=None,
-                meta={"corpus": CORPUS[clip.lang], **f}, warnings=list(clip.warnings))
+                meta={"corpus": CORPUS[clip.lang], **f, **extra}, warnings=list(clip.warnings))
     item.segments = [Segment(0.0, math.inf, clip_text(clip, item.warnings))]
-    item.labels, item.label_attrs = label_arrays(clip, item.warnings)
+    item.labels, item.label_attrs = label_arrays(clip, n_annotators, item.warnings)
     why = check_item_id(item_id)
     if why:
-        item.fail(f"unusable clip id {item_id!r}: {why}", file=str(path), cls=MetadataError)
-    elif not path.is_file():
-        item.fail(f"clip not found: expected {source} (static.{cfg_key} = {template!r}); check --root and the "
-                  "template", file=str(path))
+        _fail(item, UNUSABLE_ID, f"unusable clip id {item_id!r}: {why}", path, MetadataError)
+    elif ambiguous:
+        _fail(item, SEVERAL_FILES, ambiguous, os.path.dirname(path))
+    elif not folders.is_file(path):
+        _fail(item, CLIP_NOT_FOUND, f"{CLIP_NOT_FOUND}: expected {source} (static.{cfg_key} = {template!r}); "
+              "check --root and the template", path)
     else:
-        item.media = str(path.resolve())
+        item.media = folders.real(path)
     return item
+
+
+def summarize(items: list[Item]) -> dict:
+    """Per language: how many static clips there are, how many were found (media) and labelled (Basic-7 known),
+    how many failed, and the short reasons for those not found or not labelled.
+
+    >>> summarize([])
+    {}
+    """
+    out: dict[str, dict] = {}
+    for it in items:
+        s = out.setdefault(it.lang, {"corpus": CORPUS.get(it.lang, it.lang), "clips": 0, "found": 0,
+                                     "labelled": 0, "failed": 0, "reasons": Counter()})
+        s["clips"] += 1
+        s["found"] += it.media is not None
+        if it.error is not None:
+            s["failed"] += 1
+            s["reasons"][it.error.reason or type(it.error).__name__] += 1
+        primary = it.labels.get("primary")
+        if primary is not None and len(primary) and int(primary[0]) >= 0:
+            s["labelled"] += 1
+        else:
+            s["reasons"][it.label_attrs.get("primary", {}).get("why_unknown", NO_BASIC7_ROW)] += 1
+    return out
 
 
 def discover_static(root: Path, cfg: dict) -> list[Item]:
@@ -457,17 +432,20 @@ def discover_static(root: Path, cfg: dict) -> list[Item]:
     root = Path(root).resolve()
     items: list[Item] = []
     found_any = False
+    folders = Folders()
     for lang in ("en", "zh"):
         cfg_key, default = _TEMPLATES[lang]
         template = str(cfg.get(cfg_key) or default)
         ids = ChsimsIds(find_chsims_meta(root, cfg)) if lang == "zh" else None
-        clips, bad, n_tables = gather(root, lang, ids)
+        files = ClipFiles(str(root), template, folders) if lang == "zh" else None
+        clips, bad, n_tables, n_annotators = gather(root, lang, ids)
         if not n_tables:
             log.warning("static: no %s label tables under %s (looked in %s)", LANG_DIRS[lang], root,
                         " and ".join(f"{b / LANG_DIRS[lang]}/{{basic7,goemotion}}" for b in LABEL_BASES))
             continue
         found_any = True
-        made = [make_item(clip, key, root, template, cfg_key) for key, clip in clips.items()]
+        made = [make_item(clip, key, str(root), template, cfg_key, folders, files, n_annotators)
+                for key, clip in clips.items()]
         made.sort(key=lambda it: (it.meta.get("dialogue", 0), it.meta.get("utterance", 0), it.id))
         seen: dict[str, Item] = {}
         for it in made:  # two keys that end on one id (a row outside the meta table and one inside it)
@@ -476,9 +454,11 @@ def discover_static(root: Path, cfg: dict) -> list[Item]:
                 continue
             seen[it.id] = it
         ok = list(seen.values())
-        n_failed = sum(it.error is not None for it in ok)
-        log.info("static: %d %s clips from %d tables (%d failed%s)", len(ok), CORPUS[lang], n_tables, n_failed,
-                 f", ids from {ids.path.name}" if ids is not None and ids.path else "")
+        s = summarize(ok + bad).get(lang, {})
+        log.info("static: %d %s clips from %d tables: %d found, %d with a Basic-7 label, %d failed%s%s",
+                 s.get("clips", 0), CORPUS[lang], n_tables, s.get("found", 0), s.get("labelled", 0),
+                 s.get("failed", 0), f" ({', '.join(f'{k}: {n}' for k, n in s['reasons'].most_common())})"
+                 if s.get("reasons") else "", f"; ids from {ids.path.name}" if ids is not None and ids.path else "")
         items += ok + bad
     if not found_any:
         raise FileNotFoundError(
@@ -498,3 +478,7 @@ class EmosStatic(Dataset):
 
     def discover(self, root: Path, config: dict) -> list[Item]:
         return discover_static(Path(root), (config or {}).get("static", {}))
+
+    def summarize(self, items: list[Item]) -> dict:
+        """Per language: clips found, labelled, failed, and why the others were not (for the run report)."""
+        return summarize(items)
