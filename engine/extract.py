@@ -124,12 +124,15 @@ def main(argv=None) -> int:
     store = FeatureStore(out, args.split)
     try:
         store.create()
+        store.sweep()
         damaged = store.retire_damaged()
         index = store.index()
     except OSError as exc:
         print(f"error: cannot write the store in {out} ({exc.strerror or exc}): choose another --out",
               file=sys.stderr)
         return 2
+    report_path = out / f"{args.split}.report.json"
+    report_path.unlink(missing_ok=True)  # a report that could not be rewritten must not look current
     for line in damaged:
         log.warning("damaged shard taken out of the store, its items are recomputed: %s", line)
     shard_items = int((cfg["store"].get("shard_items") or {}).get(args.split, dataset.shard_items))
@@ -143,7 +146,6 @@ def main(argv=None) -> int:
         done, timings = _run(tasks, plan, cfg, args)
         results += done
     wall = time.perf_counter() - t_start
-    report_path = out / f"{args.split}.report.json"
     extra = {"root": str(root), "store": str(store.path), "groups": {g.name: g.spec.name for g in groups},
              "decode": decode, "precision": precision, "damaged_shards": damaged,
              "dataset_summary": dataset.summarize(items)}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ItemError
+from .errors import ItemError, StoreError
 from .fingerprint import digest
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
@@ -133,6 +133,8 @@ class ItemResult:
             error.item = error.item or item.id
             error.file = error.file or item.media
             line = error.line()
+        elif isinstance(error, StoreError):  # the output's fault: the line names the store, not the media
+            line = f"{item.id}: {error}"
         elif isinstance(error, BaseException):
             line = f"{item.id}: {type(error).__name__}: {error} [{item.media}]"
         else:

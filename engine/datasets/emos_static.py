@@ -48,7 +48,7 @@ Rules:
   is the clip's length.
 - **Labels** (arrays over the one segment): ``primary`` int8 Basic-7 index (-1 unknown; its attrs say why),
   ``primary_confidence`` float32 (NaN unknown), ``primary_raw``, ``primary_tier`` (``high``/``medium``/``low``,
-  see :mod:`engine.static_labels`), ``annotator_labels`` and ``annotator_ids`` ``[1, 3]`` (each annotator's
+  see :mod:`engine.datasets.emos_static_labels`), ``annotator_labels`` and ``annotator_ids`` ``[1, 3]`` (each annotator's
   Basic-7 label and name, ``""`` where no analysis table gives them), ``goemotions`` float32 ``[1, 28]`` in
   :data:`GOEMOTIONS28` order (the fraction of annotators who chose each emotion: several can be 1, NaN where the
   clip has no GoEmotions row), ``goemotions_unsure``, and for CH-SIMS ``confidence_tier`` (the simplified

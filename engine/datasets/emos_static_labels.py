@@ -1,4 +1,4 @@
-"""The label tables of the static split: their rows, and the label arrays of one clip (see :mod:`engine.static`).
+"""The label tables of the static split: their rows, and the label arrays of one clip (see :mod:`engine.datasets.emos_static`).
 
 A clip's Basic-7 label comes from the first row that gives one, analysis tables first (the full Dawid-Skene
 results, with each annotator's own label), then the simplified tables (``high`` files first, ``low`` last). Its
@@ -269,7 +269,7 @@ def clip_text(clip: Clip, warnings: list[str]) -> str:
 
 
 def label_arrays(clip: Clip, n_annotators: int, warnings: list[str]) -> tuple[dict[str, np.ndarray], dict]:
-    """The label arrays of a clip (each over its one segment) and their descriptions (see :mod:`engine.static`)."""
+    """The label arrays of a clip (each over its one segment) and their descriptions (see :mod:`engine.datasets.emos_static`)."""
     b7 = basic7_of(clip, warnings)
     goemo, unsure = goemotion_labels(clip, warnings)
     width = max(n_annotators, len(b7.annotators))

@@ -35,6 +35,16 @@ class MediaInfo:
         """How long the content lasts (a clip whose streams start at 1.5 s lasts duration - 1.5)."""
         return self.duration_s - self.start_s
 
+    def lengths_s(self) -> list[float]:
+        """Every reading of how long the media lasts: the timeline's end, the content's span, and each stream's
+        own span (a video that starts 1.5 s after its audio)."""
+        out = [self.duration_s, self.span_s]
+        if self.video_end_s is not None:
+            out.append(self.video_end_s - self.video_start_s)
+        if self.audio_end_s is not None:
+            out.append(self.audio_end_s)
+        return out
+
 
 @dataclass
 class FrameChunk:

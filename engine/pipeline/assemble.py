@@ -3,7 +3,8 @@
 Computed groups come from the jobs; reused groups (unchanged cache keys) and members of the shard that this run
 did not touch are copied from the old version's memory maps. A member whose old rows no longer fit the run's
 groups (its extractor changed and it was not recomputed) keeps only the groups that still fit, and says why the
-others are missing. An item that failed now is left out: stale rows are never published as current.
+others are missing. An item that failed now keeps its previous version, as a file that could not be read
+again leaves the store as it was.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..records import RunPlan
-from ..store import ItemRows, layout
+from ..store import ItemRows
 from .schedule import Job
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,10 @@ class OldShard:
 
     def carried(self, item_id: str) -> ItemRows:
         """An untouched member, as the old version holds it."""
-        s, k = self.shard, self.pos[item_id]
-        s.packed  # noqa: B018
-        a, b = int(s.seg_offsets[k]), int(s.seg_offsets[k + 1])
-        segs = {"start": s.seg_start[a:b], "end": s.seg_end[a:b], "text": s.seg_text()[a:b]}
-        labels = {n: s.label(n)[a:b] for n in s.label_names}
-        labels[layout.TURNING_POINTS] = s.tp[s.tp_offsets[k]:s.tp_offsets[k + 1]]
-        return ItemRows(item_id, dict(s.item_attrs.get(item_id, {})), segments=segs, labels=labels,
-                        label_attrs=dict(s.label_attrs))
+        from ..read.item import ItemView
+        view = ItemView(self.shard, item_id)
+        return ItemRows(item_id, dict(view.attrs), segments=dict(view.segments), labels=dict(view.labels),
+                        label_attrs=dict(self.shard.label_attrs))
 
 
 def _segments(job: Job) -> dict:
@@ -89,14 +86,13 @@ def _segments(job: Job) -> dict:
 
 
 def assemble(jobs: list[Job], old: OldShard, plan: RunPlan, group_attrs: dict, item_attrs) -> list[ItemRows]:
-    """Every member of the new version, in id order: the jobs that succeeded and the untouched old members.
-    A job that failed is left out (its old rows too)."""
-    by_id = {j.item.id: j for j in jobs}
+    """Every member of the new version, in id order: the jobs that succeeded and the other old members. A job
+    that failed keeps its previous version where there is one (what was written is never lost; its failure is in
+    the run report), and is left out where there is none."""
+    by_id = {j.item.id: j for j in jobs if j.error is None}
     rows: list[ItemRows] = []
     for iid in sorted(set(by_id) | set(old.ids)):
         job = by_id.get(iid)
-        if job is not None and job.error is not None:
-            continue
         if job is None:
             r = old.carried(iid)
             present = []

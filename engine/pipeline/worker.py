@@ -16,7 +16,7 @@ import extractors as registry
 
 from .. import __version__
 from ..decode import probe, select_backend
-from ..errors import ItemError, MediaError
+from ..errors import ItemError, MediaError, StoreError
 from ..records import Group, Item, ItemResult, RunPlan
 from ..store import FeatureStore, layout
 from .assemble import OldShard, assemble
@@ -82,6 +82,9 @@ class ShardProcessor:
                 try:
                     self._write(task.key, jobs, old)
                 except Exception as exc:  # nothing of this version is published; the old one stays
+                    if isinstance(exc, OSError):  # a full or read-only disk is the output's fault, not the media's
+                        exc = StoreError(f"cannot write the store in {self.store.out} "
+                                         f"({exc.strerror or exc}); nothing of this shard was published")
                     for job in jobs:
                         job.error = job.error or exc
                 took = time.perf_counter() - t0
@@ -108,7 +111,7 @@ class ShardProcessor:
             return None
         info = probe(item.media)
         meta_s, tol = item.duration_s, self.plan.duration_tolerance_s
-        if meta_s is not None and abs(info.duration_s - meta_s) > tol and abs(info.span_s - meta_s) > tol:
+        if meta_s is not None and all(abs(length - meta_s) > tol for length in info.lengths_s()):
             raise MediaError(f"media lasts {info.span_s:.2f}s but its metadata says {meta_s:.2f}s "
                              f"(tolerance {tol}s): wrong clip?", file=item.media)
         res.media_s = info.duration_s
@@ -137,13 +140,14 @@ class ShardProcessor:
         run_text([j for j in jobs if j.error is None], self.extractor)
 
     def _write(self, key: str, jobs: list[Job], old: "OldShard") -> None:
+        if all(j.error is not None for j in jobs):  # nothing new: the published version stays as it is
+            return
         group_attrs = {}
         for g in self.plan.groups:
             attrs = {**self.extractor(g).attrs(), "settings": g.settings}
             group_attrs[g.name] = attrs
         rows = assemble(jobs, old, self.plan, group_attrs, self._item_attrs)
-        if not rows:  # every member failed: the old version must not go on serving them as current
-            self.store.retire(key)
+        if not rows:  # every item failed and the shard is new: nothing to publish
             return
         writer = self.store.stage(key)
         try:

@@ -49,6 +49,7 @@ class Shard:
         self.key = attrs.get(L.SHARD_KEY, path.name.rpartition(".")[0])
         self.ids: list[str] = list(attrs.get(L.ITEM_IDS, []))
         self.item_attrs: dict = attrs.get(L.ITEM_ATTRS, {})
+        self.pos = {iid: k for k, iid in enumerate(self.ids)}
         self._reopen = reopen
         self._lock = threading.Lock()
         self._loaded = False
@@ -57,14 +58,17 @@ class Shard:
         with self._lock:
             if self._loaded:
                 return
-            try:
-                self._load_arrays(self.path)
-            except FileNotFoundError:
-                # the version was retired between the store scan and now: read the newest one of this key
-                newer = self._reopen(self)
-                self.path, self.attrs = newer.path, newer.attrs
-                self.ids, self.item_attrs = newer.ids, newer.item_attrs
-                self._load_arrays(self.path)
+            for attempt in range(5):
+                try:
+                    self._load_arrays(self.path)
+                    break
+                except (FileNotFoundError, StoreError):
+                    if self.path.is_dir() or attempt == 4:
+                        raise  # the version is still there: it is damaged
+                    # the version was retired (a newer one published) while we read it: read the newest one whole
+                    newer = self._reopen(self)
+                    self.path, self.attrs = newer.path, newer.attrs
+                    self.ids, self.item_attrs, self.pos = newer.ids, newer.item_attrs, newer.pos
             self._loaded = True
 
     def _load_arrays(self, path: Path) -> None:
@@ -87,8 +91,10 @@ class Shard:
         self.seg_offsets = np.array(load_array(seg / L.OFFSETS), np.int64)
         self.seg_start = np.array(load_array(seg / "start"), np.float64)
         self.seg_end = np.array(load_array(seg / "end"), np.float64)
-        self._seg_text_path = seg / "text"
-        self._seg_text = None
+        # everything but the features (memory maps, which outlive a retired version) is read now, in RAM
+        self._seg_text = np.array(load_array(seg / "text"), dtype=object)
+        self._seg_text_raw = (np.array(load_array(seg / "text_raw"), dtype=object)
+                              if (seg / "text_raw" / "zarr.json").is_file() else None)
         lab = path / L.LABELS
         self.label_names = sorted(p.name for p in lab.iterdir() if p.name != L.OFFSETS and (p / "zarr.json").is_file())
         self.label_attrs = {n: read_attrs(lab / n) or {} for n in self.label_names}
@@ -113,8 +119,6 @@ class Shard:
         return self._labels[name]
 
     def seg_text(self) -> np.ndarray:
-        if self._seg_text is None:
-            self._seg_text = np.array(load_array(self._seg_text_path), dtype=object)
         return self._seg_text
 
 
@@ -123,10 +127,12 @@ class ItemView:
 
     __slots__ = ("shard", "k", "id", "attrs", "_groups")
 
-    def __init__(self, shard: Shard, k: int):
-        self.shard, self.k = shard, k
-        self.id = shard.ids[k]
-        self.attrs = shard.item_attrs.get(self.id, {})
+    def __init__(self, shard: Shard, item_id: str):
+        shard.packed  # noqa: B018  (the version is fixed here: attributes and rows come from the same one)
+        if item_id not in shard.pos:
+            raise KeyError(f"{item_id!r}: no longer in {shard.path.parent}")
+        self.shard, self.k, self.id = shard, shard.pos[item_id], item_id
+        self.attrs = shard.item_attrs.get(item_id, {})
         self._groups = None
 
     @property
@@ -178,7 +184,10 @@ class ItemView:
         """``{"start", "end", "text"}`` arrays, one entry per sentence segment, in time order."""
         a, b = self._seg_range()
         s = self.shard
-        return {"start": s.seg_start[a:b], "end": s.seg_end[a:b], "text": s.seg_text()[a:b]}
+        out = {"start": s.seg_start[a:b], "end": s.seg_end[a:b], "text": s.seg_text()[a:b]}
+        if s._seg_text_raw is not None:
+            out["text_raw"] = s._seg_text_raw[a:b]
+        return out
 
     @property
     def labels(self) -> dict[str, np.ndarray]:

@@ -20,12 +20,10 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from kernels.align import window_rows
-
 from ..errors import StoreError
 from ..store import layout as L
 from ..store.writer import FeatureStore
-from ..store.zarrjson import load_array, read_attrs
+from ..store.zarrjson import read_attrs
 from .item import ItemView, Shard, Window
 
 
@@ -70,19 +68,16 @@ class StoreReader:
         self.__init__(state["path"])
 
     def _scan(self) -> None:
-        self._where: dict[str, tuple[Shard, int]] = {}
+        self._where: dict[str, Shard] = {}
         self.shards: list[Shard] = []
         for key, path in sorted(FeatureStore(self.path.parent, self.path.name[:-5]).shards().items()):
-            try:
-                attrs = read_attrs(path)
-            except StoreError:
-                raise
+            attrs = read_attrs(path)  # damaged metadata raises StoreError naming the file
             if not attrs or attrs.get(L.COMPLETE) is not True:
                 continue
             shard = Shard(path, attrs, self._reopen)
             self.shards.append(shard)
-            for k, iid in enumerate(shard.ids):
-                self._where[iid] = (shard, k)
+            for iid in shard.ids:
+                self._where[iid] = shard
         self._ids = sorted(self._where)
 
     def _reopen(self, shard: Shard) -> Shard:
@@ -99,10 +94,10 @@ class StoreReader:
 
     def item(self, item_id: str) -> ItemView:
         try:
-            shard, k = self._where[item_id]
+            shard = self._where[item_id]
         except (KeyError, TypeError):
             raise KeyError(f"{item_id!r}: no complete item of that name in {self.path}") from None
-        return ItemView(shard, k)
+        return ItemView(shard, item_id)
 
     def window(self, item_id: str, t0: float, t1: float, groups=None) -> dict[str, Window]:
         """Rows of each modality of ``item_id`` whose time lies in ``[t0, t1)`` seconds."""
@@ -134,4 +129,4 @@ def open_store(path: str | Path) -> StoreReader:
     return StoreReader(path)
 
 
-__all__ = ["StoreReader", "ItemView", "Window", "StreamStep", "open_store", "load_array", "window_rows"]
+__all__ = ["StoreReader", "ItemView", "Window", "StreamStep", "open_store"]

@@ -17,8 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernels.align import window_rows
-
 from .reader import StoreReader
 
 N_GOEMOTIONS = 28
@@ -91,8 +89,9 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         iid = self.item_ids[self.s_item[i]]
-        shard, kk = self.reader._where[iid]
+        shard = self.reader._where[iid]
         packed = shard.packed
+        kk = shard.pos[iid]
         k = int(self.s_seg[i])
         feats, masks = {}, {}
         for g in self.groups:

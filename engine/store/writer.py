@@ -146,6 +146,26 @@ class FeatureStore:
         finally:
             os.close(fd)
 
+    def sweep(self) -> int:
+        """Remove staging and trash leftovers of killed runs whose shard no one holds now (also those of shards
+        that are cached and so never locked by a worker again); returns how many went."""
+        gone = 0
+        for folder in (self.staging, self.trash):
+            for p in list(folder.glob("*.*")) if folder.is_dir() else []:
+                tag = p.name.split(".", 1)[0]
+                fd = os.open(self.locks / f"{tag}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # a live writer of that shard
+                    continue
+                else:
+                    shutil.rmtree(p, ignore_errors=True)
+                    gone += 1
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    os.close(fd)
+        return gone
+
     def recover(self, key: str) -> None:
         """Under the shard's lock: drop staging leftovers and versions older than the newest."""
         tag = digest(key, size=10)
