@@ -118,10 +118,10 @@ def main(argv=None) -> int:
         log.info("no --root: using the embedded demo corpus at %s", root)
     items = dataset.discover(root, cfg)
     if args.dry_run:
-        return dry_run(items, args.split)
+        return dry_run(items, dataset.name)
 
     out = Path(args.out).expanduser()
-    store = FeatureStore(out, args.split)
+    store = FeatureStore(out, dataset.name)  # <out>/<name>.zarr
     try:
         store.create()
         store.sweep()
@@ -131,15 +131,15 @@ def main(argv=None) -> int:
         print(f"error: cannot write the store in {out} ({exc.strerror or exc}): choose another --out",
               file=sys.stderr)
         return 2
-    report_path = out / f"{args.split}.report.json"
+    report_path = out / f"{dataset.name}.report.json"
     report_path.unlink(missing_ok=True)  # a report that could not be rewritten must not look current
     for line in damaged:
         log.warning("damaged shard taken out of the store, its items are recomputed: %s", line)
-    shard_items = int((cfg["store"].get("shard_items") or {}).get(args.split, dataset.shard_items))
-    plan = RunPlan(out=str(out), split=args.split, groups=groups, decode=decode, store_dtype=cfg["store"]["dtype"],
+    shard_items = int((cfg["store"].get("shard_items") or {}).get(dataset.name, dataset.shard_items))
+    plan = RunPlan(out=str(out), split=dataset.name, groups=groups, decode=decode, store_dtype=cfg["store"]["dtype"],
                    force=args.force, duration_tolerance_s=float(cfg.get("stream", {}).get("duration_tolerance_s", 1.0)),
                    half_precision=precision == "fp16", pooled=dataset.clip_level,
-                   batch_items=int((cfg["run"].get("items_per_task") or {}).get(args.split, dataset.items_per_task)))
+                   batch_items=int((cfg["run"].get("items_per_task") or {}).get(dataset.name, dataset.items_per_task)))
     tasks, results = plan_shards(items, groups, index, shard_items, args.force)
     timings = None
     if tasks:
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
              "decode": decode, "precision": precision, "damaged_shards": damaged,
              "dataset_summary": dataset.summarize(items)}
     try:
-        report = write_report(report_path, args.split, results, wall, extra, timings)
+        report = write_report(report_path, dataset.name, results, wall, extra, timings)
     except OSError as exc:
         print(f"error: the run report could not be written to {report_path} ({exc.strerror or exc}); the "
               "store itself is consistent (every shard is published whole)", file=sys.stderr)
@@ -171,7 +171,7 @@ def _run(tasks, plan: RunPlan, cfg: dict, args) -> tuple[list[ItemResult], objec
     n_items = sum(len(t.items) for t in tasks)
     if not args.quiet:
         from tqdm import tqdm
-        bar = tqdm(total=n_items, unit="item", desc=f"extract {args.split}", file=sys.stderr)
+        bar = tqdm(total=n_items, unit="item", desc=f"extract {plan.split}", file=sys.stderr)
     done_media = [0.0]
     t_run = time.perf_counter()
 

@@ -13,50 +13,16 @@ import fcntl
 import logging
 import os
 import shutil
-import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from ..fingerprint import digest, file_blake2b
-from . import layout as L
 from ..errors import StoreError
+from ..fingerprint import digest
+from . import layout as L
+from .shard import ShardWriter
 from .zarrjson import check_array, read_attrs, read_meta
 
 log = logging.getLogger(__name__)
-
-
-def _fsync_tree(path: Path) -> None:
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@dataclass
-class ItemRows:
-    """One item as the store receives it: rows and times per group, segments, labels and attributes."""
-
-    id: str
-    attrs: dict
-    groups: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (features, t)
-    segments: dict[str, np.ndarray] = field(default_factory=dict)  # start, end, text
-    labels: dict[str, np.ndarray] = field(default_factory=dict)
-    label_attrs: dict = field(default_factory=dict)
 
 
 class FeatureStore:
@@ -190,121 +156,9 @@ class FeatureStore:
         os.rename(path, dead)  # one rename: a reader sees the shard whole or not at all
         shutil.rmtree(dead, ignore_errors=True)
 
-    def stage(self, key: str) -> "ShardWriter":
+    def stage(self, key: str) -> ShardWriter:
+        """A writer for a new version of shard ``key`` (hold the shard's lock while it writes)."""
         return ShardWriter(self, key)
-
-
-class ShardWriter:
-    """Builds one version of a shard in staging; :meth:`publish` makes it visible, whole, in one rename."""
-
-    def __init__(self, store: FeatureStore, key: str):
-        self.store, self.key = store, key
-        store.staging.mkdir(parents=True, exist_ok=True)
-        self.path = store.staging / f"{digest(key, size=10)}.{uuid.uuid4().hex[:12]}"
-
-    def _array(self, parent, name: str, data: np.ndarray, dims: tuple[str, ...], attrs: dict | None = None):
-        """One array, in a single chunk; numbers uncompressed, so a reader can memory-map the chunk file."""
-        data = np.asarray(data)
-        chunks = tuple(max(1, n) for n in data.shape)
-        if data.dtype == object or data.dtype.kind == "U":
-            arr = parent.create_array(name, shape=data.shape, dtype=str, chunks=chunks, dimension_names=dims,
-                                      compressors=None, attributes=attrs or {}, config={"write_empty_chunks": True})
-            if data.size:
-                arr[...] = data.astype(object)
-            return
-        arr = parent.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks, compressors=None,
-                                  dimension_names=dims, attributes=attrs or {},
-                                  config={"write_empty_chunks": True})
-        if data.size:
-            arr[...] = data
-
-    def write(self, items: list[ItemRows], group_attrs: dict[str, dict], dims: dict[str, int], pooled: bool,
-              dtype: str) -> None:
-        """Pack ``items`` (in this order) into the shard. ``group_attrs``/``dims`` describe each modality group."""
-        import zarr
-        root = zarr.open_group(str(self.path), mode="w", zarr_format=3, attributes={L.COMPLETE: False})
-        ids = [it.id for it in items]
-        g = root.require_group(L.ITEMS)
-        self._array(g, "id", np.array(ids, dtype=object), ("item",))
-        self._array(g, "duration_s", np.array([float(it.attrs.get("duration_s") or 0.0) for it in items]),
-                    ("item",), {"units": "s"})
-        for name, attrs in group_attrs.items():
-            d = dims[name]
-            feats = [np.asarray(it.groups[name][0], dtype) if name in it.groups else np.zeros((0, d), dtype)
-                     for it in items]
-            times = [np.asarray(it.groups[name][1], np.float64) if name in it.groups else np.zeros(0)
-                     for it in items]
-            gg = root.require_group(name)
-            gg.attrs.update({**attrs, "n_rows": int(sum(len(t) for t in times))})
-            self._array(gg, L.FEATURES, np.concatenate(feats) if feats else np.zeros((0, d), dtype),
-                        ("time", "feature"))
-            self._array(gg, L.TIMES, np.concatenate(times) if times else np.zeros(0), ("time",), {"units": "s"})
-            self._array(gg, L.OFFSETS, _offsets(times), ("item_edge",))
-            if pooled:
-                means = [f.astype(np.float32).mean(axis=0) if len(f) else np.full(d, np.nan, np.float32)
-                         for f in feats]
-                self._array(gg, L.POOLED, np.stack(means).astype(dtype) if means else np.zeros((0, d), dtype),
-                            ("item", "feature"), {"about": "mean of the item's rows (NaN where it has none)"})
-        self._segments(root, items)
-        self._labels(root, items)
-        self.attrs = {L.SHARD_KEY: self.key, L.ITEM_IDS: ids, L.ITEM_ATTRS: {it.id: it.attrs for it in items},
-                      L.GROUPS: list(group_attrs)}
-
-    def _segments(self, root, items: list[ItemRows]) -> None:
-        g = root.require_group(L.SEGMENTS)
-        per = [it.segments for it in items]
-        self._array(g, "start", _cat([s.get("start", np.zeros(0)) for s in per], np.float64), ("segment",),
-                    {"units": "s"})
-        self._array(g, "end", _cat([s.get("end", np.zeros(0)) for s in per], np.float64), ("segment",),
-                    {"units": "s"})
-        self._array(g, "text", np.array([t for s in per for t in s.get("text", [])], dtype=object), ("segment",))
-        if any("text_raw" in s for s in per):  # text as the metadata gave it, where cleaning changed it
-            raw = [t for s in per for t in s.get("text_raw", s.get("text", []))]
-            self._array(g, "text_raw", np.array(raw, dtype=object), ("segment",))
-        self._array(g, L.OFFSETS, _offsets([s.get("start", np.zeros(0)) for s in per]), ("item_edge",))
-
-    def _labels(self, root, items: list[ItemRows]) -> None:
-        names = sorted({n for it in items for n in it.labels if n != L.TURNING_POINTS})
-        g = root.require_group(L.LABELS)
-        for name in names:
-            parts, attrs = [], {}
-            example = next(np.asarray(o.labels[name]) for o in items if name in o.labels)
-            for it in items:
-                if name in it.labels:
-                    parts.append(np.asarray(it.labels[name]))
-                    attrs = attrs or dict(it.label_attrs.get(name) or {})
-                else:  # a label this item's dataset did not give: unknown for each of its segments
-                    parts.append(_unknown_like(example, len(it.segments.get("start", ()))))
-            data = _cat(parts, None)
-            self._array(g, name, data, L.label_dims(name, data.ndim), attrs)
-        self._array(g, L.OFFSETS, _offsets([it.segments.get("start", np.zeros(0)) for it in items]), ("item_edge",))
-        tp = root.require_group(L.TURNING_POINTS)
-        pts = [np.asarray(it.labels.get(L.TURNING_POINTS, np.zeros(0)), np.int32) for it in items]
-        self._array(tp, "segment", _cat(pts, np.int32), ("turning_point",),
-                    {"about": "segment indices (within the item) where the primary emotion changes"})
-        self._array(tp, L.OFFSETS, _offsets(pts), ("item_edge",))
-
-    def publish(self) -> Path:
-        """Record chunk digests, set ``complete`` last, fsync, rename into the store, retire older versions."""
-        import zarr
-        digests = {}
-        for dirpath, _dirs, files in os.walk(self.path):
-            for f in files:
-                if f != "zarr.json":
-                    full = os.path.join(dirpath, f)
-                    digests[os.path.relpath(full, self.path)] = file_blake2b(full)
-        version = time.time_ns()
-        root = zarr.open_group(str(self.path), mode="r+")
-        root.attrs.update({**self.attrs, L.VERSION: version, L.DIGESTS: digests, L.COMPLETE: True})
-        _fsync_tree(self.path)
-        final = self.store.path / L.shard_dir_name(self.key, version)
-        os.rename(self.path, final)
-        _fsync_dir(self.store.path)
-        self.store.recover(self.key)  # the older version goes (we hold the lock)
-        return final
-
-    def abort(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def check_shard(path: Path, attrs: dict) -> str | None:
@@ -329,24 +183,3 @@ def check_shard(path: Path, attrs: dict) -> str | None:
     return None
 
 
-def _offsets(parts: list) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
-
-
-def _cat(parts: list, dtype) -> np.ndarray:
-    parts = [np.asarray(p) if dtype is None else np.asarray(p, dtype) for p in parts]
-    if not parts:
-        return np.zeros(0, dtype or np.float64)
-    if any(p.dtype == object or p.dtype.kind == "U" for p in parts):
-        return np.concatenate([p.astype(object) for p in parts])
-    return np.concatenate(parts)
-
-
-def _unknown_like(example: np.ndarray, n: int) -> np.ndarray:
-    """``n`` rows of "unknown" shaped like ``example``'s rows: -1 for integers, NaN for floats, "" for text."""
-    shape = (n, *example.shape[1:])
-    if example.dtype == object or example.dtype.kind == "U":
-        return np.full(shape, "", dtype=object)
-    if example.dtype.kind in "iu":
-        return np.full(shape, -1, example.dtype)
-    return np.full(shape, np.nan, example.dtype)
