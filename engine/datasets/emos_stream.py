@@ -168,5 +168,5 @@ class EmosStream(Dataset):
 
     def default_root(self) -> Path:
         """No ``--root``: the embedded demo corpus (generated once), so the first command works anywhere."""
-        from .demo import ensure_demo
-        return ensure_demo()
+        from . import get_dataset
+        return get_dataset("demo").default_root()
