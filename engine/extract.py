@@ -172,8 +172,13 @@ def _run(tasks, plan: RunPlan, cfg: dict, args) -> tuple[list[ItemResult], objec
     if not args.quiet:
         from tqdm import tqdm
         bar = tqdm(total=n_items, unit="item", desc=f"extract {plan.split}", file=sys.stderr)
-    done_media = [0.0]
+    done_media, ahead = [0.0], [0]  # ahead: items counted from progress reports before their shard finished
     t_run = time.perf_counter()
+
+    def on_progress(n: int):
+        if bar is not None:
+            ahead[0] += n
+            bar.update(n)
 
     def on_result(r: ItemResult):
         done_media[0] += r.media_s
@@ -182,13 +187,16 @@ def _run(tasks, plan: RunPlan, cfg: dict, args) -> tuple[list[ItemResult], objec
         if bar is not None:
             rate = done_media[0] / max(1e-9, time.perf_counter() - t_run)
             bar.set_postfix_str(f"{done_media[0]:.0f} media s, {rate:.2f} media s/s")
-            bar.update(1)
+            if ahead[0]:
+                ahead[0] -= 1
+            else:
+                bar.update(1)
     try:
         return run_tasks(tasks, plan, workers=args.workers or int(run.get("workers", 0)),
                          max_restarts=int(run.get("max_restarts", 4)),
                          max_task_retries=int(run.get("max_task_retries", 2)),
                          in_flight_per_worker=int(run.get("in_flight_per_worker", 2)), on_result=on_result,
-                         timings=timings), timings
+                         timings=timings, on_progress=on_progress if bar is not None else None), timings
     finally:
         if bar is not None:
             bar.close()

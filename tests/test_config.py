@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import extractors as registry
-from engine.config import ConfigError, check_run, load_config, parse_extractor_list
+from engine.config import ConfigError, check_run, default_backends, load_config, parse_extractor_list
 from engine.config_schema import run_config_model
 from engine.extract import make_groups
 
@@ -74,7 +74,8 @@ def test_unknown_nested_key_is_named_with_what_is_allowed(tmp_path):
     ("store: {dtype: float8}", "store.dtype: 'float8' is not one of: float32, float16"),
     ("store: {shard_items: {static: 0}}", "store.shard_items.static: 0 is not an integer >= 1"),
     ("decode: {device: tpu}", "decode.device: 'tpu' is not one of: auto, cpu, gpu"),
-    ("decode: {backend: nvdec}", "decode.backend: 'nvdec' is not one of: auto, dali, pyav"),
+    # the registered backends: the built-in ones, and any a test module (tests/toy_plugins.py) registered
+    ("decode: {backend: nvdec}", "decode.backend: 'nvdec' is not one of: " + ", ".join(default_backends())),
     ("stream: {duration_tolerance_s: .nan}", "stream.duration_tolerance_s: nan is not a number >= 0"),
     ("extractors: {frame_stats: {fps: fast}}", "extractors.frame_stats.fps: 'fast' is not a number >= 0 or null"),
     ("extractors: {logmel: {params: {n_mels: 80.5}}}", "extractors.logmel.params.n_mels: 80.5 is not an integer"),

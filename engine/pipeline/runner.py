@@ -78,9 +78,10 @@ def _actor_class():
                 plan.decode = {**plan.decode, "device_id": 0}  # Ray's CUDA_VISIBLE_DEVICES: our GPU is device 0
             self.proc = ShardProcessor(plan)
 
-        def process(self, task: ShardTask) -> list[ItemResult]:
+        def process(self, task: ShardTask, progress=None) -> list[ItemResult]:
             node = ray.get_runtime_context().get_node_id()
-            results = self.proc.process(task)
+            tell = None if progress is None else (lambda n: progress.put_nowait(n))
+            results = self.proc.process(task, tell)
             for r in results:
                 r.node = node
             return results
@@ -93,10 +94,13 @@ def _actor_class():
 
 def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts: int, max_task_retries: int,
               in_flight_per_worker: int = 2, on_result: Callable[[ItemResult], None] | None = None,
-              on_start: Callable[[list], None] | None = None, timings: Timings | None = None) -> list[ItemResult]:
-    """Run shard tasks through a pool of actors; one result per item, in completion order."""
+              on_start: Callable[[list], None] | None = None, timings: Timings | None = None,
+              on_progress: Callable[[int], None] | None = None) -> list[ItemResult]:
+    """Run shard tasks through a pool of actors; one result per item, in completion order. ``on_progress(n)``
+    hears of items computed inside shards still running (a shard of clips is one task of minutes)."""
     import ray
     from ray.exceptions import RayActorError, RayTaskError
+    from ray.util.queue import Empty, Queue
 
     timings = timings or Timings()
     t_start = time.perf_counter()
@@ -110,6 +114,17 @@ def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts:
     if on_start:
         on_start(actors)
     log.info("%d extraction actor(s), each %s", n, resources)
+    progress = Queue(actor_options={"num_cpus": 0}) if on_progress is not None else None
+
+    def drain():
+        while progress is not None:
+            try:
+                for n in progress.get_nowait_batch(max(1, progress.qsize())):
+                    on_progress(n)
+            except Empty:
+                return
+            if progress.empty():
+                return
     queue = deque(tasks)
     later: deque = deque()  # tasks whose shard another run holds: tried again once the queue is empty
     busy: dict = {}  # ref -> (task, actor index, sent at)
@@ -124,9 +139,10 @@ def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts:
             for a in range(n):
                 while queue and load[a] < in_flight_per_worker:
                     task = queue.popleft()
-                    busy[actors[a].process.remote(task)] = (task, a, time.perf_counter())
+                    busy[actors[a].process.remote(task, progress)] = (task, a, time.perf_counter())
                     load[a] += 1
             ready, _ = ray.wait(list(busy), num_returns=1, timeout=1.0)
+            drain()
             for ref in ready:
                 task, a, sent = busy.pop(ref)
                 load[a] -= 1
@@ -149,6 +165,8 @@ def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts:
                     if on_result:
                         on_result(res)
     finally:
+        if progress is not None:
+            progress.shutdown()
         for actor in actors:
             try:
                 ray.kill(actor)

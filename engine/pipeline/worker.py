@@ -43,6 +43,7 @@ class ShardProcessor:
             pass
         self.backend = select_backend(plan.decode.get("backend", "auto"), plan.decode.get("device", "gpu"))
         self._by_name = {g.name: g for g in plan.groups}
+        self._progress = None
 
     @property
     def precision(self) -> str:
@@ -57,8 +58,10 @@ class ShardProcessor:
             self._extractors[group.name] = ex
         return ex
 
-    def process(self, task: ShardTask) -> list[ItemResult]:
-        """Results for the task's items, in their order (status ``busy`` for all when another run holds it)."""
+    def process(self, task: ShardTask, progress=None) -> list[ItemResult]:
+        """Results for the task's items, in their order (status ``busy`` for all when another run holds it).
+        ``progress(n)`` is told each time ``n`` more items are computed (a shard of clips takes minutes)."""
+        self._progress = progress
         results = {it.id: ItemResult(id=it.id, status="failed", source=it.source, warnings=list(it.warnings),
                                      worker_pid=os.getpid(), lang=it.lang) for it in task.items}
         with self.store.lock(task.key, blocking=False) as got:
@@ -137,6 +140,8 @@ class ShardProcessor:
                         job.audio = pool.submit(decode_audio_tracks, job, d.get("audio_chunk_s", 10.0))
                 run_visual([j for j in batch if j.error is None], self.extractor, d, self.backend, tol)
                 run_audio([j for j in batch if j.error is None], self.extractor, tol)
+                if self._progress is not None:
+                    self._progress(len(batch))
         run_text([j for j in jobs if j.error is None], self.extractor)
 
     def _write(self, key: str, jobs: list[Job], old: "OldShard") -> None:

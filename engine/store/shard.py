@@ -12,6 +12,7 @@ import numpy as np
 
 from ..fingerprint import digest, file_blake2b
 from . import layout as L
+from .zarrjson import write_array, write_group
 
 
 def _fsync_tree(path: Path) -> None:
@@ -53,29 +54,18 @@ class ShardWriter:
         store.staging.mkdir(parents=True, exist_ok=True)
         self.path = store.staging / f"{digest(key, size=10)}.{uuid.uuid4().hex[:12]}"
 
-    def _array(self, parent, name: str, data: np.ndarray, dims: tuple[str, ...], attrs: dict | None = None):
+    def _array(self, parent: Path, name: str, data: np.ndarray, dims: tuple[str, ...], attrs: dict | None = None):
         """One array, in a single chunk; numbers uncompressed, so a reader can memory-map the chunk file."""
-        data = np.asarray(data)
-        chunks = tuple(max(1, n) for n in data.shape)
-        if data.dtype == object or data.dtype.kind == "U":
-            arr = parent.create_array(name, shape=data.shape, dtype=str, chunks=chunks, dimension_names=dims,
-                                      compressors=None, attributes=attrs or {}, config={"write_empty_chunks": True})
-            if data.size:
-                arr[...] = data.astype(object)
-            return
-        arr = parent.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks, compressors=None,
-                                  dimension_names=dims, attributes=attrs or {},
-                                  config={"write_empty_chunks": True})
-        if data.size:
-            arr[...] = data
+        write_array(parent / name, data, dims, attrs)
 
     def write(self, items: list[ItemRows], group_attrs: dict[str, dict], dims: dict[str, int], pooled: bool,
               dtype: str) -> None:
         """Pack ``items`` (in this order) into the shard. ``group_attrs``/``dims`` describe each modality group."""
-        import zarr
-        root = zarr.open_group(str(self.path), mode="w", zarr_format=3, attributes={L.COMPLETE: False})
+        root = self.path
+        write_group(root, {L.COMPLETE: False})
         ids = [it.id for it in items]
-        g = root.require_group(L.ITEMS)
+        g = root / L.ITEMS
+        write_group(g)
         self._array(g, "id", np.array(ids, dtype=object), ("item",))
         self._array(g, "duration_s", np.array([float(it.attrs.get("duration_s") or 0.0) for it in items]),
                     ("item",), {"units": "s"})
@@ -85,8 +75,8 @@ class ShardWriter:
                      for it in items]
             times = [np.asarray(it.groups[name][1], np.float64) if name in it.groups else np.zeros(0)
                      for it in items]
-            gg = root.require_group(name)
-            gg.attrs.update({**attrs, "n_rows": int(sum(len(t) for t in times))})
+            gg = root / name
+            write_group(gg, {**attrs, "n_rows": int(sum(len(t) for t in times))})
             self._array(gg, L.FEATURES, np.concatenate(feats) if feats else np.zeros((0, d), dtype),
                         ("time", "feature"))
             self._array(gg, L.TIMES, np.concatenate(times) if times else np.zeros(0), ("time",), {"units": "s"})
@@ -102,7 +92,8 @@ class ShardWriter:
                       L.GROUPS: list(group_attrs)}
 
     def _segments(self, root, items: list[ItemRows]) -> None:
-        g = root.require_group(L.SEGMENTS)
+        g = root / L.SEGMENTS
+        write_group(g)
         per = [it.segments for it in items]
         self._array(g, "start", _cat([s.get("start", np.zeros(0)) for s in per], np.float64), ("segment",),
                     {"units": "s"})
@@ -116,7 +107,8 @@ class ShardWriter:
 
     def _labels(self, root, items: list[ItemRows]) -> None:
         names = sorted({n for it in items for n in it.labels if n != L.TURNING_POINTS})
-        g = root.require_group(L.LABELS)
+        g = root / L.LABELS
+        write_group(g)
         for name in names:
             parts, attrs = [], {}
             example = next(np.asarray(o.labels[name]) for o in items if name in o.labels)
@@ -129,7 +121,8 @@ class ShardWriter:
             data = _cat(parts, None)
             self._array(g, name, data, L.label_dims(name, data.ndim), attrs)
         self._array(g, L.OFFSETS, _offsets([it.segments.get("start", np.zeros(0)) for it in items]), ("item_edge",))
-        tp = root.require_group(L.TURNING_POINTS)
+        tp = root / L.TURNING_POINTS
+        write_group(tp)
         pts = [np.asarray(it.labels.get(L.TURNING_POINTS, np.zeros(0)), np.int32) for it in items]
         self._array(tp, "segment", _cat(pts, np.int32), ("turning_point",),
                     {"about": "segment indices (within the item) where the primary emotion changes"})
@@ -137,7 +130,6 @@ class ShardWriter:
 
     def publish(self) -> Path:
         """Record chunk digests, set ``complete`` last, fsync, rename into the store, retire older versions."""
-        import zarr
         digests = {}
         for dirpath, _dirs, files in os.walk(self.path):
             for f in files:
@@ -145,8 +137,7 @@ class ShardWriter:
                     full = os.path.join(dirpath, f)
                     digests[os.path.relpath(full, self.path)] = file_blake2b(full)
         version = time.time_ns()
-        root = zarr.open_group(str(self.path), mode="r+")
-        root.attrs.update({**self.attrs, L.VERSION: version, L.DIGESTS: digests, L.COMPLETE: True})
+        write_group(self.path, {**self.attrs, L.VERSION: version, L.DIGESTS: digests, L.COMPLETE: True})
         _fsync_tree(self.path)
         final = self.store.path / L.shard_dir_name(self.key, version)
         os.rename(self.path, final)

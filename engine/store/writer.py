@@ -20,7 +20,7 @@ from ..errors import StoreError
 from ..fingerprint import digest
 from . import layout as L
 from .shard import ShardWriter
-from .zarrjson import check_array, read_attrs, read_meta
+from .zarrjson import check_array, read_attrs, read_meta, write_group
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,12 @@ class FeatureStore:
         self.locks = self.private / "locks" / split
 
     def create(self) -> None:
-        import zarr
         for d in (self.staging, self.trash, self.locks):
             d.mkdir(parents=True, exist_ok=True)
         if not (self.path / "zarr.json").exists():
             with self.lock("__root__"):
                 if not (self.path / "zarr.json").exists():
-                    zarr.open_group(str(self.path), mode="a", zarr_format=3,
-                                    attributes={"emos_store_format": L.STORE_FORMAT, "split": self.split})
+                    write_group(self.path, {"emos_store_format": L.STORE_FORMAT, "split": self.split})
         fmt = (read_attrs(self.path) or {}).get("emos_store_format")
         if fmt != L.STORE_FORMAT:
             raise ValueError(f"{self.path} has store format {fmt}, this engine writes {L.STORE_FORMAT}: "
