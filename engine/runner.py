@@ -37,15 +37,35 @@ def init_ray(address: str | None, quiet: bool = False) -> bool:
 
 
 def placement(workers: int = 0) -> tuple[int, dict]:
-    """How many actors, and the resources of each, from what the cluster has."""
+    """How many actors, and the resources of each, from what the cluster has: every actor always fits.
+
+    With GPUs, ``n`` actors share them evenly: ``k = ceil(n / gpus)`` actors per GPU, each asking ``1 / k`` of one
+    (Ray packs fractional requests inside a single GPU, so 3 actors at 2/3 on 2 GPUs would leave one pending
+    forever; at 1/2 they fit). CPUs are shared so that every GPU node can hold its ``k`` actors per GPU. Without
+    GPUs, the largest CPU share is chosen with which the nodes, as they are, hold all ``n`` actors.
+    """
+    import math
+
     import ray
-    res = ray.cluster_resources()
-    gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
+
+    def share(x: float) -> float:
+        # Ray refuses fractions above 1 and keeps 1/10000 resolution: round down, never past what fits
+        return float(math.floor(x)) if x >= 1 else math.floor(x * 10_000) / 10_000
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    gpus = sum(int(r.get("GPU", 0)) for r in nodes)
+    cpus = max(1, int(sum(r.get("CPU", 0) for r in nodes)))
     if gpus:
         n = workers or gpus
-        return n, {"num_gpus": 1 if n <= gpus else gpus / n, "num_cpus": max(1, cpus // n)}
+        per_gpu = math.ceil(n / gpus)
+        cpu = min(r.get("CPU", 0) / (int(r["GPU"]) * per_gpu) for r in nodes if int(r.get("GPU", 0)))
+        return n, {"num_gpus": 1 if per_gpu == 1 else share(1 / per_gpu), "num_cpus": share(cpu)}
     n = workers or max(1, cpus // 2)
-    return n, {"num_cpus": max(1, cpus // n)}
+    node_cpus = [c for c in (r.get("CPU", 0) for r in nodes) if c > 0] or [1.0]
+    # a node holds floor(its cpus / share) actors: the largest share of the form cpus_i / j that holds all n
+    fits = [c / j for c in node_cpus for j in range(1, n + 1)
+            if sum(math.floor(x / (c / j) + 1e-9) for x in node_cpus) >= n]
+    return n, {"num_cpus": share(max(fits))}
 
 
 def _actor_class():
