@@ -1,8 +1,17 @@
 """Image kernels on batched tensors ``[B, C, H, W]`` (any device)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def as_frames(frames, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` frames as a torch tensor on ``device``: from numpy (PyAV, DALI on the CPU) or from a
+    tensor already on a GPU (DALI on the GPU), which stays where it is when ``device`` is that GPU."""
+    if isinstance(frames, torch.Tensor):
+        return frames.to(device)
+    return torch.from_numpy(np.ascontiguousarray(frames)).to(device)
 
 
 def to_float(frames_bhwc: torch.Tensor) -> torch.Tensor:
