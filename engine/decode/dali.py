@@ -229,7 +229,7 @@ def iter_frames_dali(path: str, fps: float | None, *, info: MediaInfo, short_sid
         try:
             video, stamps = pipe.run()
             frames = torch.from_dlpack(video.as_tensor())[0]  # [F, H, W, 3] uint8, on the pipeline's device
-            rel = np.asarray((stamps.as_cpu() if device == "gpu" else stamps).as_tensor())[0]  # 8 bytes a frame
+            rel = np.asarray(stamps.as_cpu().as_tensor())[0]  # times: 8 bytes a frame, always on the host
         except Exception as exc:
             raise BackendCannotDecode(f"DALI ({device}) failed in sequence {s + 1} of {n_seq}: {_short(exc)}") from None
         real = np.flatnonzero(rel >= 0)  # padded frames of the last sequence carry -1
