@@ -74,7 +74,7 @@ def test_dali_cpu_matches_pyav_frame_for_frame(clips, name):
     path, times, seq = clips[name]
     fallbacks = []
     for fps in (None, 4.0, 7.3):
-        for short_side in (0, 48):
+        for short_side in (48,) if name == "vp9_long" else (0, 48):  # the long clip: one size keeps the test fast
             a, ta, la = decode_all(path, fps, "pyav", short_side, seq)
             b, tb, lb = decode_all(path, fps, "dali", short_side, seq, on_fallback=fallbacks.append)
             where = f"{name} fps={fps} short_side={short_side}"
