@@ -15,7 +15,9 @@ Same contract as PyAV (``engine/decode/pyav.py``):
   frames' own.
 - The reader walks the file in sequences of ``chunk_frames`` frames (``step`` = sequence length) and the last
   sequence is padded (``pad_mode="constant"``: padded frames carry the time -1 and are dropped), so the last
-  partial sequence is kept and memory is about two sequences whatever the film's length.
+  partial sequence is kept and the backend holds about two sequences whatever the film's length (DALI's own
+  buffers fill up over the first ~30 sequences, then stay: RSS flat across a 600 s clip, see
+  ``benchmarks/dali_cpu.py``).
 - Each decoded sequence reaches torch through DLPack without a copy, on either device; only the chosen frames are
   resized (:func:`kernels.image.resize_frames`) and turned upright. On the CPU the chunk is a numpy array; on the
   GPU it stays a CUDA tensor, so an encoder on the same GPU reads it without a round trip through host memory.
