@@ -30,6 +30,7 @@ setup(
     extras_require={
         "gpu": ["nvidia-dali-cuda130==2.4.0"],  # torch 2.14.1 wheels here are CUDA 13 builds
         "hf": ["transformers>=4.45"],
-        "test": ["pytest>=8", "transformers>=4.45", "xarray>=2024.1"],
+        # DALI's CPU reader lets CI prove the GPU decode path frame for frame against PyAV (tests/test_dali.py)
+        "test": ["pytest>=8", "transformers>=4.45", "xarray>=2024.1", "nvidia-dali-cuda130==2.4.0"],
     },
 )

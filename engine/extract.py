@@ -63,8 +63,8 @@ def resolve_decode(cfg: dict) -> tuple[dict, str]:
         cuda = False
     if device == "auto":
         device = "gpu" if cuda else "cpu"
-    decode["device"] = device
     decode["backend"] = select_backend(decode.get("backend", "auto"), device)
+    decode["device"] = "cpu" if decode["backend"] == "pyav" else device  # PyAV decodes on the CPU only
     precision = "fp16" if cuda and cfg.get("run", {}).get("half_precision", True) else "fp32"
     return decode, precision
 

@@ -1,6 +1,8 @@
-"""Writing small real media with PyAV (H.264 + AAC in mp4): the demo corpus and the tests make theirs here.
+"""Writing small real media with PyAV (H.264 + AAC in mp4; VP8, VP9 or MJPEG on request): the demo corpus and the
+tests make theirs here.
 
 >>> write_media("/tmp/x.mp4", 2.0, frame_fn=lambda t: solid(64, 48, int(t * 100)))   # doctest: +SKIP
+>>> write_media("/tmp/x.webm", 2.0, codec="libvpx-vp9", container="webm")              # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -21,28 +23,65 @@ def tone(freq_hz: float, amp: float = 0.3) -> Callable[[np.ndarray], np.ndarray]
     return lambda t: (amp * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
 
 
+INDEX_BITS = 10  # frames 0..1023 can be told apart
+
+
+def indexed_frame(index: int, width: int = 96, height: int = 64) -> np.ndarray:
+    """A test picture that carries ``index``: colour ramps (so resizing and colour conversion show) under a row of
+    light or dark squares, one per bit, that survive lossy codecs and scaling (read back by :func:`frame_index`).
+    The layout is proportional to the width, so any size and any short-side scaling reads back."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    img = np.empty((height, width, 3), np.uint8)
+    img[..., 0] = xx * 255 // max(1, width - 1)
+    img[..., 1] = yy * 255 // max(1, height - 1)
+    img[..., 2] = 96
+    cell = width / (INDEX_BITS + 2)
+    for b in range(INDEX_BITS):
+        x0 = (b + 1) * cell
+        img[int(cell * 0.15): int(cell * 0.95), int(x0 + cell * 0.1): int(x0 + cell * 0.9)] = \
+            235 if (index >> b) & 1 else 20
+    return img
+
+
+def frame_index(img: np.ndarray) -> int:
+    """The index an :func:`indexed_frame` carries, read from a decoded picture ``[H, W, 3]`` of any size."""
+    h, w = img.shape[:2]
+    cell = w / (INDEX_BITS + 2)
+    y = min(h - 1, int(cell * 0.55))
+    value = 0
+    for b in range(INDEX_BITS):
+        x = min(w - 1, int((b + 1.5) * cell))
+        if img[y, x].astype(np.float32).mean() > 128:
+            value |= 1 << b
+    return value
+
+
 def write_media(path: str, duration_s: float, fps: float = 25.0, size: tuple[int, int] = (160, 120),
                 frame_fn: Callable[[float], np.ndarray] | None = None,
                 audio_fn: Callable[[np.ndarray], np.ndarray] | None = None, audio_rate: int = 44100,
                 audio_s: float | None = None, frame_times: Sequence[float] | None = None,
-                video: bool = True) -> None:
-    """Write an mp4. ``frame_times`` (seconds) gives explicit, possibly variable, presentation times; by default
-    frames sit at ``k / fps``. ``audio_fn(t)`` maps sample times to mono samples; ``audio_s`` lets the audio be
-    longer or shorter than the video (see :func:`set_rotation` for rotated media)."""
+                video: bool = True, codec: str = "libx264", container: str = "mp4") -> None:
+    """Write a video file (H.264 in mp4 by default). ``frame_times`` (seconds) gives explicit, possibly variable,
+    presentation times; by default frames sit at ``k / fps``. ``audio_fn(t)`` maps sample times to mono samples;
+    ``audio_s`` lets the audio be longer or shorter than the video (see :func:`set_rotation` for rotated media).
+    ``codec`` ``libvpx-vp9``, ``libvpx`` (VP8) or ``mjpeg`` with ``container`` ``webm``, ``matroska`` or ``mp4``
+    make media that DALI's CPU decoder reads as well."""
     import av
 
     w, h = size
     frame_fn = frame_fn or (lambda t: solid(w, h, 128))
     times = list(frame_times) if frame_times is not None else [k / fps for k in range(int(round(duration_s * fps)))]
-    with av.open(path, "w", format="mp4") as c:
+    with av.open(path, "w", format=container) as c:
         vs = None
         if video:
-            vs = c.add_stream("libx264", rate=int(round(fps)))
+            vs = c.add_stream(codec, rate=int(round(fps)))
             # 4:2:0 needs even sizes; odd sizes are written in 4:4:4 (H.264 High 4:4:4)
             vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"
             vs.time_base = TIME_BASE
             vs.codec_context.time_base = TIME_BASE
-            vs.options = {"preset": "ultrafast", "tune": "zerolatency", "bf": "0"}
+            vs.options = _CODEC_OPTIONS.get(codec, {})
+            if codec == "mjpeg":
+                vs.pix_fmt = "yuvj420p"  # full-range 4:2:0, what the MJPEG encoder takes
         aus = None
         if audio_fn is not None:
             aus = c.add_stream("aac", rate=audio_rate, layout="mono")
@@ -71,6 +110,11 @@ def write_media(path: str, duration_s: float, fps: float = 25.0, size: tuple[int
             for pkt in aus.encode():
                 c.mux(pkt)
 
+
+# fast settings: test media is small and made in the test
+_CODEC_OPTIONS = {"libx264": {"preset": "ultrafast", "tune": "zerolatency", "bf": "0"},
+                  "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"},
+                  "libvpx": {"deadline": "realtime", "cpu-used": "8"}}
 
 _IDENTITY = bytes.fromhex("00010000" "00000000" "00000000" "00000000" "00010000" "00000000" "00000000" "00000000"
                           "40000000")

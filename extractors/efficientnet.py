@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kernels.image import center_crop, normalize, resize_short_side, to_float
+from kernels.image import as_frames, center_crop, normalize, resize_short_side, to_float
 
 from .base import Extractor, file_digest
 
@@ -41,7 +41,7 @@ class EfficientNetLite0(Extractor):
         size = int(self.spec.params.get("image_size", 224))
         out = []
         for i in range(0, len(frames), self.spec.batch_size):
-            x = to_float(torch.from_numpy(frames[i:i + self.spec.batch_size]).to(self.device))
+            x = to_float(as_frames(frames[i:i + self.spec.batch_size], self.device))
             x = normalize(center_crop(resize_short_side(x, size), size), _MEAN, _STD)
             if self.precision == "fp16" and self.device != "cpu":
                 x = x.half()

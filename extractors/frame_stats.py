@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kernels.image import luma, to_float
+from kernels.image import as_frames, luma, to_float
 
 from .base import Extractor
 
@@ -25,7 +25,7 @@ class FrameStats(Extractor):
 
     def extract(self, frames: np.ndarray) -> np.ndarray:
         size = int(self.spec.params.get("size", 64))
-        x = to_float(torch.from_numpy(frames))
+        x = to_float(as_frames(frames))  # statistics on the CPU, wherever the frames were decoded
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
         y = luma(x)                                              # [B, s, s]
         mean = y.mean(dim=(1, 2))

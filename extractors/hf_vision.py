@@ -23,7 +23,7 @@ import logging
 import numpy as np
 import torch
 
-from kernels.image import center_crop, normalize, resize_short_side, resize_to, to_float
+from kernels.image import as_frames, center_crop, normalize, resize_short_side, resize_to, to_float
 
 from . import _hf
 from .base import Extractor
@@ -153,7 +153,6 @@ class HFVision(Extractor):
     def extract(self, frames: np.ndarray) -> np.ndarray:
         out = []
         for i in range(0, len(frames), self.spec.batch_size):
-            x = self._prepare(torch.from_numpy(np.ascontiguousarray(frames[i:i + self.spec.batch_size]))
-                              .to(self.device))
+            x = self._prepare(as_frames(frames[i:i + self.spec.batch_size], self.device))
             out.append(self._embed(x).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.spec.dim), np.float32)

@@ -1,8 +1,17 @@
 """Image kernels on batched tensors ``[B, C, H, W]`` (any device)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def as_frames(frames, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` frames as a torch tensor on ``device``: from numpy (PyAV, DALI on the CPU) or from a
+    tensor already on a GPU (DALI on the GPU), which stays where it is when ``device`` is that GPU."""
+    if isinstance(frames, torch.Tensor):
+        return frames.to(device)
+    return torch.from_numpy(np.ascontiguousarray(frames)).to(device)
 
 
 def to_float(frames_bhwc: torch.Tensor) -> torch.Tensor:
@@ -49,3 +58,28 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     """BT.601 luma ``[B, H, W]`` of a float RGB batch ``[B, 3, H, W]``."""
     w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(dim=1)
+
+
+def resize_frames(frames_bhwc: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` -> uint8 ``[B, h, w, 3]``, bilinear and antialiased (swscale's bilinear also
+    widens its filter when shrinking), on the frames' own device.
+
+    >>> resize_frames(torch.zeros(2, 48, 64, 3, dtype=torch.uint8), 24, 32).shape
+    torch.Size([2, 24, 32, 3])
+    """
+    if tuple(frames_bhwc.shape[1:3]) == (h, w):
+        return frames_bhwc
+    x = frames_bhwc.permute(0, 3, 1, 2)  # a channels-last view: no copy
+    if x.device.type == "cpu":  # torch's uint8 kernel (CPU only) is ~25x faster than a float round trip there
+        y = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    else:
+        y = F.interpolate(x.float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        y = y.round_().clamp_(0, 255).to(torch.uint8)
+    return y.permute(0, 2, 3, 1).contiguous()
+
+
+def rotate_frames(frames_bhwc: torch.Tensor, degrees: int) -> torch.Tensor:
+    """Turn ``[B, H, W, 3]`` frames upright for a counterclockwise display rotation of ``degrees`` (as
+    :func:`engine.decode.types.rotate` does for numpy arrays)."""
+    k = int(round(degrees / 90)) % 4
+    return torch.rot90(frames_bhwc, k=k, dims=(1, 2)).contiguous() if k else frames_bhwc

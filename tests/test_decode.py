@@ -140,15 +140,6 @@ def test_backend_selection_without_a_gpu():
         select_backend("ffmpeg")
 
 
-def test_dali_reader_is_configured_by_timestamp_in_bounded_sequences():
-    from engine.decode.dali import pipeline_kwargs
-    kw = pipeline_kwargs("/x.mp4", chunk_frames=32, short_side=256, width=1920, height=1080)
-    r = kw["reader"]
-    assert r["device"] == "gpu" and r["enable_timestamps"] is True
-    assert r["sequence_length"] == r["step"] == 32 and r["stride"] == 1  # walk the file once, one sequence held
-    assert kw["resize"] == {"resize_x": 456, "resize_y": 256}
-
-
 def test_display_rotation_is_read_once_for_the_gpu_path(tmp_path):
     from engine.decode import display_rotation, rotate
     p = tmp_path / "r.mp4"

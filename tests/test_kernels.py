@@ -7,7 +7,8 @@ import torch
 
 from kernels.align import frame_centres, n_frames, on_grid, window_rows
 from kernels.audio import ChunkedResampler, log_mel, resample
-from kernels.image import center_crop, luma, normalize, resize_short_side, to_float
+from kernels.image import (as_frames, center_crop, luma, normalize, resize_frames, resize_short_side, rotate_frames,
+                           to_float)
 
 
 def test_window_rows_are_half_open():
@@ -82,3 +83,19 @@ def test_log_mel_in_pieces_equals_one_pass():
     pieces = log_mel(x, 16000, 32, 0.025, 0.010, max_frames=37)
     assert pieces.shape == whole.shape == (1 + (len(x) - 400) // 160, 32)
     torch.testing.assert_close(pieces, whole, atol=1e-4, rtol=1e-5)
+
+
+def test_frame_batch_kernels_match_their_references():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 48, 64, 3), dtype=np.uint8)
+    x = as_frames(frames)
+    assert x.dtype == torch.uint8 and np.array_equal(x.numpy(), frames) and as_frames(x) is x
+    # the uint8 resize equals torch's float resize, rounded, within one level
+    small = resize_frames(x, 24, 32)
+    ref = torch.nn.functional.interpolate(x.permute(0, 3, 1, 2).float(), size=(24, 32), mode="bilinear",
+                                          align_corners=False, antialias=True).round().permute(0, 2, 3, 1)
+    assert small.shape == (3, 24, 32, 3) and (small.float() - ref).abs().max() <= 1
+    assert resize_frames(x, 48, 64) is x
+    from engine.decode.types import rotate
+    for degrees in (0, 90, 180, 270, -90):
+        assert np.array_equal(rotate_frames(x, degrees).numpy(), rotate(frames, degrees))

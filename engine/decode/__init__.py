@@ -4,7 +4,10 @@ A backend is a class registered with :func:`register_backend` that has ``name``,
 ``frames(path, fps, *, info, short_side, chunk_frames, threads, device, device_id)`` yielding
 :class:`~engine.decode.types.FrameChunk` s, and optionally ``audio(path, sample_rate, chunk_s)`` and
 ``probe(path)``. PyAV (CPU, every codec) is the reference; DALI decodes on the GPU (NVDEC) or, for VP8, VP9 and
-MJPEG, on the CPU. Probing and audio always go through the first registered backend that offers them (PyAV).
+MJPEG, on the CPU. Probing and audio always go through PyAV.
+
+A backend that cannot decode a file raises :class:`~engine.decode.types.BackendCannotDecode`; :func:`iter_frames`
+then decodes that file with PyAV, logs a warning and hands the reason to ``on_fallback`` (for the run report).
 
 Adding a backend: one module that defines a class and registers it with :func:`register_backend`; name it
 ``package.module:name`` in ``decode.backend`` (or add it to ``_BUILTIN`` below to give it a short name).
@@ -13,9 +16,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Iterator
+from typing import Callable, Iterator
 
-from .types import AudioTrack, FrameChunk, MediaInfo, rotate, scaled_size  # noqa: F401  (the shared types)
+from kernels.align import EPS
+
+from .types import (AudioTrack, BackendCannotDecode, FrameChunk, MediaInfo, rotate,  # noqa: F401  (shared types)
+                    scaled_size)
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +53,16 @@ def backend_names() -> list[str]:
 
 
 def select_backend(requested: str = "auto", device: str = "gpu") -> str:
-    """The backend to use. ``auto`` picks DALI on the GPU only where it can run there, else PyAV."""
+    """The backend to use for ``decode.backend`` and ``decode.device``.
+
+    ``auto`` picks DALI only for ``device: gpu`` and only where CUDA, DALI and NVDEC are all usable, else PyAV (the
+    better CPU decoder: every codec). A backend named explicitly must be able to run on ``device``.
+    """
     if requested in ("pyav", "cpu"):
         return "pyav"
     if requested == "auto":
+        if device != "gpu":
+            return "pyav"
         ok, why = get_backend("dali").available("gpu")
         if not ok:
             log.debug("decode: auto picks pyav (%s)", why)
@@ -73,9 +85,40 @@ def decode_audio(path: str, sample_rate: int, chunk_s: float = 10.0) -> AudioTra
     return get_backend("pyav").audio(path, sample_rate, chunk_s)
 
 
-def iter_frames(path: str, fps: float | None, backend: str = "pyav", **kw) -> Iterator[FrameChunk]:
-    """Frames on the ``k / fps`` grid from the chosen backend, in chunks."""
-    return get_backend(backend).frames(path, fps, **kw)
+def iter_frames(path: str, fps: float | None, backend: str = "pyav", on_fallback: Callable[[str], None] | None = None,
+                **kw) -> Iterator[FrameChunk]:
+    """Frames on the ``k / fps`` grid from the chosen backend, in chunks.
+
+    ``kw`` go to the backend's ``frames`` (``info``, ``short_side``, ``chunk_frames``, ``threads``, ``device``,
+    ``device_id``). Where the backend cannot decode the file, PyAV decodes it instead: a warning is logged and
+    ``on_fallback(reason)`` is called once, before the first PyAV frame. If the backend gave up part way, PyAV's
+    frames continue after the last time already yielded (the grid rule depends on each frame's own times only).
+    """
+    if backend == "pyav":
+        return get_backend("pyav").frames(path, fps, **kw)
+    return _with_fallback(path, fps, backend, on_fallback, kw)
+
+
+def _with_fallback(path, fps, backend, on_fallback, kw) -> Iterator[FrameChunk]:
+    last_t = None
+    try:
+        for chunk in get_backend(backend).frames(path, fps, **kw):
+            if len(chunk.t):
+                last_t = float(chunk.t[-1])
+            yield chunk
+        return
+    except BackendCannotDecode as exc:
+        reason = f"{backend} ({kw.get('device', 'gpu')}): {exc}"
+    log.warning("%s: decoded with PyAV instead: %s", path, reason)
+    if on_fallback is not None:
+        on_fallback(reason)
+    for chunk in get_backend("pyav").frames(path, fps, **kw):
+        if last_t is not None:
+            keep = chunk.t > last_t + EPS
+            if not keep.any():
+                continue
+            chunk = FrameChunk(chunk.frames[keep], chunk.t[keep])
+        yield chunk
 
 
 def iter_frames_pyav(path: str, fps: float | None, **kw) -> Iterator[FrameChunk]:

@@ -48,8 +48,16 @@ class MediaInfo:
 
 @dataclass
 class FrameChunk:
-    frames: np.ndarray  # uint8 [n, H, W, 3] RGB (or a device tensor from a GPU backend)
-    t: np.ndarray       # float64 [n] presentation times in seconds
+    frames: np.ndarray  # uint8 [n, H, W, 3] RGB: numpy, or a CUDA torch tensor from a GPU decoder
+    t: np.ndarray       # float64 [n] presentation times in seconds (always numpy, on the host)
+
+
+class BackendCannotDecode(Exception):
+    """A backend cannot decode this file (codec, pixel format, device, library): the registry decodes it with PyAV.
+
+    Raised before the first frame is yielded wherever the backend can tell in advance; raised later, the registry
+    resumes with PyAV after the last time it yielded. The message is the reason, for the warning and the report.
+    """
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Ray: extraction actors pinned to GPUs (``num_gpus``), CPU actors where there is none. The only module that
+"""Ray: extraction actors pinned to GPUs (a share of one each), CPU actors where there is none. The only module that
 imports Ray.
 
 Ray does the scheduling, restarts and retries (``max_restarts``, ``max_task_retries``, resource requests); this
@@ -42,15 +42,66 @@ def init_ray(address: str | None, quiet: bool = False) -> bool:
 
 
 def placement(workers: int = 0) -> tuple[int, dict]:
-    """How many actors, and the resources of each, from what the cluster has."""
+    """How many actors, and the resources of each, from what the cluster has: every actor always fits.
+
+    With GPUs, ``n`` actors share them evenly: ``k = ceil(n / gpus)`` actors per GPU, each asking ``1 / k`` of one
+    (Ray packs fractional requests inside a single GPU, so 3 actors at 2/3 on 2 GPUs would leave one pending
+    forever; at 1/2 they fit). CPUs are shared so that every GPU node can hold its ``k`` actors per GPU. Without
+    GPUs, the largest CPU share is chosen with which the nodes, as they are, hold all ``n`` actors.
+    """
+    import math
+
     import ray
-    res = ray.cluster_resources()
-    gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
+
+    def share(x: float) -> float:
+        # Ray refuses fractions above 1 and keeps 1/10000 resolution: round down, never past what fits
+        return float(math.floor(x)) if x >= 1 else math.floor(x * 10_000) / 10_000
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    gpus = sum(int(r.get("GPU", 0)) for r in nodes)
+    cpus = max(1, int(sum(r.get("CPU", 0) for r in nodes)))
     if gpus:
         n = workers or gpus
-        return n, {"num_gpus": 1 if n <= gpus else gpus / n, "num_cpus": max(1, cpus // n)}
+        per_gpu = math.ceil(n / gpus)
+        cpu = min(r.get("CPU", 0) / (int(r["GPU"]) * per_gpu) for r in nodes if int(r.get("GPU", 0)))
+        return n, {"num_gpus": 1 if per_gpu == 1 else share(1 / per_gpu), "num_cpus": share(cpu)}
     n = workers or max(1, cpus // 2)
-    return n, {"num_cpus": max(1, cpus // n)}
+    node_cpus = [c for c in (r.get("CPU", 0) for r in nodes) if c > 0] or [1.0]
+    # a node holds floor(its cpus / share) actors: the largest share of the form cpus_i / j that holds all n
+    fits = [c / j for c in node_cpus for j in range(1, n + 1)
+            if sum(math.floor(x / (c / j) + 1e-9) for x in node_cpus) >= n]
+    return n, {"num_cpus": share(max(fits))}
+
+
+# Which GPU an actor was given. Ray sets CUDA_VISIBLE_DEVICES to the GPU ids it gives an actor, so inside the
+# actor CUDA numbers the visible GPUs from 0: the GPU Ray gave as id 1 is CUDA device 0 there. DALI's device_id and
+# torch's cuda:N take that CUDA number.
+def ray_gpu_ids() -> list[str]:
+    """The GPU ids Ray gave this worker (empty outside a Ray worker, or when it was given none)."""
+    try:
+        import ray
+        if not ray.is_initialized():
+            return []
+        return [str(g) for g in ray.get_gpu_ids()]
+    except Exception:  # not inside Ray (a plain script, a test): no assignment
+        return []
+
+
+def device_id() -> int:
+    """The CUDA device number of the first GPU Ray gave this actor (0 when Ray gave none).
+
+    >>> device_id()   # outside Ray
+    0
+    """
+    ids = ray_gpu_ids()
+    if not ids:
+        return 0
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if ids[0] in visible:  # what Ray does: only its GPUs are visible, so this is usually 0
+        return visible.index(ids[0])
+    if not visible and ids[0].isdigit():  # visibility not narrowed: CUDA numbers every GPU, Ray's id is the number
+        return int(ids[0])
+    return 0
 
 
 @dataclass
@@ -73,9 +124,9 @@ def _actor_class():
 
         def __init__(self, plan: RunPlan):
             import torch
-            if ray.get_gpu_ids() and torch.cuda.is_available():
+            if ray_gpu_ids() and torch.cuda.is_available():
                 plan.device = "cuda"
-                plan.decode = {**plan.decode, "device_id": 0}  # Ray's CUDA_VISIBLE_DEVICES: our GPU is device 0
+                plan.decode = {**plan.decode, "device_id": device_id()}
             self.proc = ShardProcessor(plan)
 
         def process(self, task: ShardTask, progress=None) -> list[ItemResult]:
@@ -106,7 +157,7 @@ def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts:
     t_start = time.perf_counter()
     n, resources = placement(workers)
     n = max(1, min(n, len(tasks)))  # never more actors than tasks: each loads every model
-    plan.threads = plan.threads or int(resources.get("num_cpus", 1))
+    plan.threads = plan.threads or max(1, round(resources.get("num_cpus", 1)))
     Actor = _actor_class()
     new_actor = lambda: Actor.options(max_restarts=max_restarts, max_task_retries=max_task_retries,  # noqa: E731
                                       **resources).remote(plan)

@@ -67,6 +67,11 @@ class Job:
         self.times: dict[str, list[np.ndarray]] = {g.name: [] for g in todo}
         self.audio = None  # future of {sample_rate: AudioTrack | None}
         self.error: BaseException | None = None
+        self.fallback: str | None = None  # why the configured decoder could not take this file (PyAV did)
+
+    def fell_back(self, why: str) -> None:
+        self.fallback = why
+        self.res.warnings.append(f"video decoded with PyAV: {why}")
 
     def needs(self, modality: str) -> list[Group]:
         return [g for g in self.todo if g.modality == modality and g.name not in self.missing]
@@ -106,7 +111,7 @@ class FrameBatcher:
             return
         pending, self.pending, self.n = self.pending, [], 0
         try:
-            out = self.ex.extract(np.concatenate([f for _, f in pending]))
+            out = self.ex.extract(concat_frames([f for _, f in pending]))
         except Exception as exc:  # an encoder failing on a shared batch fails the items whose frames it held
             for job, _ in pending:
                 job.error = job.error or exc
@@ -115,6 +120,18 @@ class FrameBatcher:
         for job, frames in pending:
             job.rows[self.group].append(out[row:row + len(frames)])
             row += len(frames)
+
+
+def concat_frames(parts: list):
+    """Frames of several chunks as one batch: numpy from CPU decoders, a device tensor where a GPU decoder gave
+    one (kept on its device; a file that fell back to PyAV mixes in numpy frames, moved there too)."""
+    tensors = [p for p in parts if not isinstance(p, np.ndarray)]
+    if not tensors:
+        return np.concatenate(parts)
+    import torch
+
+    from kernels.image import as_frames
+    return torch.cat([as_frames(p, tensors[0].device) for p in parts])
 
 
 def check_span(job: Job, kind: str, first_s: float, last_s: float, tolerance_s: float) -> None:
@@ -140,7 +157,7 @@ def run_visual(jobs: list[Job], extractor: Callable, decode: dict, backend: str,
                                              short_side=decode.get("short_side", 256),
                                              chunk_frames=decode.get("chunk_frames", 32),
                                              threads=decode.get("threads", 0), device=decode.get("device", "cpu"),
-                                             device_id=decode.get("device_id", 0)):
+                                             device_id=decode.get("device_id", 0), on_fallback=job.fell_back):
                         yield job, chunk
                 except Exception as exc:
                     yield job, exc

@@ -176,7 +176,8 @@ class ShardProcessor:
             "media_info": {"width": info.width, "height": info.height, "fps": info.fps,
                            "audio_rate": info.audio_rate, "has_video": info.has_video, "has_audio": info.has_audio,
                            "start_s": info.start_s, "codec": info.video_codec},
-            "decode": {"backend": self.backend, "precision": self.precision},
+            "decode": {"backend": "pyav" if job.fallback else self.backend, "device": self.plan.decode.get("device"),
+                       "fallback": job.fallback, "precision": self.precision},
             "engine_version": __version__, "store_format": layout.STORE_FORMAT,
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
