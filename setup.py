@@ -31,6 +31,6 @@ setup(
     extras_require={
         "gpu": ["nvidia-dali-cuda130==2.4.0"],  # torch 2.14.1 wheels here are CUDA 13 builds
         "hf": ["transformers>=4.45"],
-        "test": ["pytest>=8", "transformers>=4.45", "xarray>=2024.1"],
+        "test": ["pytest>=8", "transformers>=4.45", "xarray>=2024.1", "scikit-image>=0.22"],
     },
 )
