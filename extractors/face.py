@@ -27,7 +27,6 @@ Detectors (``params.detector``):
 """
 from __future__ import annotations
 
-import logging
 import math
 import os
 from dataclasses import dataclass
@@ -38,8 +37,6 @@ import torch
 from kernels.image import crop_squares, to_float
 
 from .base import Extractor, file_digest
-
-log = logging.getLogger(__name__)
 
 BOX_COLUMNS = ("present", "score", "x0", "y0", "x1", "y1")
 
@@ -185,6 +182,8 @@ class Face(Extractor):
         n_lm = len(self.detector.landmarks)
         out = np.full((n, self.spec.dim), self._fill, np.float32)
         out[:, :2] = 0.0
+        if n == 0:
+            return out
         rows, boxes, angles = [], [], []
         for i, det in enumerate(self.detector.detect(frames)):
             if not len(det.scores):

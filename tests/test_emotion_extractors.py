@@ -21,7 +21,7 @@ SR = 16000
 # frontal cascade and MTCNN both find it at IoU 0.85-0.9 on the photograph itself. HEAD is the region pasted.
 FACE = (179, 66, 271, 174)  # x0, y0, x1, y1
 HEAD = (130, 20, 320, 230)
-W, H, FPS, DURATION = 640, 360, 6, 4.0
+W, H, FPS, DURATION = 640, 360, 5, 4.0
 ABSENT = (2.0, 3.0)         # seconds without any face
 SECOND_FACE = (1.0, 2.0)    # seconds with a smaller second face in the corner
 
@@ -102,7 +102,7 @@ def test_face_boxes_follow_a_moving_face_and_rows_without_a_face_say_so(face_vid
     assert attrs["detector"] == "haar" and attrs["rate_hz"] == 4.0 and "blake2b:" in attrs["model"]
     truth = [face_box(float(s)) for s in t]
     here = np.array([b is not None for b in truth])
-    assert here.sum() >= 18 and (~here).sum() >= 6
+    assert here.sum() == 15 and (~here).sum() == 5
     ious = [iou(b[0], row[2:6]) for b, row in zip(truth, out) if b is not None]
     assert out[here, 0].tolist() == [1.0] * here.sum() and min(ious) >= 0.5, np.round(ious, 2)
     assert (out[here, 1] > 0).all() and np.isfinite(out[here]).all()
@@ -118,7 +118,7 @@ def test_face_boxes_follow_a_moving_face_and_rows_without_a_face_say_so(face_vid
     photo = skimage_data.astronaut()[top:top + round(side), left:left + round(side)]
     reference = ex.encoder.extract(_resize(photo, 224, 224)[None])[0]
     assert min(cosine(emb, reference) for emb in out[here, 6:]) > 0.6
-    some = np.flatnonzero(here)[::4]
+    some = np.flatnonzero(here)[::5]
     for emb, frame_emb in zip(out[some, 6:], ex.encoder.extract(frames[some])):
         assert cosine(emb, reference) > cosine(frame_emb, reference) + 0.15
 
@@ -126,15 +126,17 @@ def test_face_boxes_follow_a_moving_face_and_rows_without_a_face_say_so(face_vid
 def test_face_fill_zero_and_a_dim_that_does_not_match(face_video):
     frames, t = face_video
     gone = [i for i, s in enumerate(t) if face_box(float(s)) is None][:2]
-    out = make("face", params={"fill": 0}).extract(frames[gone])
+    ex = make("face", params={"fill": 0})
+    out = ex.extract(frames[gone])
     assert out.shape == (2, 1286) and (out == 0).all()
+    assert ex.extract(frames[:0]).shape == (0, 1286)
     with pytest.raises(RuntimeError, match="set dim: 1286"):
         make("face", dim=512)
 
 
 def test_face_with_mtcnn_gives_landmarks_inside_the_box(face_video):
     pytest.importorskip("facenet_pytorch", reason="mtcnn needs `pip install --no-deps facenet-pytorch==2.6.0`")
-    frames, t = face_video[0][::3], face_video[1][::3]  # MTCNN is slow on a CPU: every third frame
+    frames, t = face_video[0][::2], face_video[1][::2]  # MTCNN is slow on a CPU: every other frame
     ex = make("face", dim=1296, params={"detector": "mtcnn"})
     out = ex.extract(frames)
     cols = ex.attrs()["columns"]
