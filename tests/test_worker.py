@@ -53,3 +53,16 @@ def test_a_bad_item_in_a_batch_fails_alone(tmp_path):
     assert status == {"Clip 0": "ok", "Clip 1": "failed", "Clip 2": "ok"}
     assert "Clip 1.mp4" in next(r.error for r in results if r.id == "Clip 1")
     assert store.items() == ["Clip 0", "Clip 2"]
+
+
+def test_clips_of_other_aspect_ratios_share_a_shard(tmp_path):
+    """Frames of a landscape and a portrait clip never meet in one encoder batch (they cannot be stacked)."""
+    root = tmp_path / "emos"
+    make_corpus(root, {"Wide": FILMS["Clip 0"]}, size=(96, 64))
+    make_corpus(root, {"Tall": FILMS["Clip 1"]}, size=(64, 96))
+    together, store = run(tmp_path, "together", discover("stream", root), batch=True)
+    assert [r.status for r in together] == ["ok", "ok"], [r.error for r in together]
+    alone, ref = run(tmp_path, "alone", discover("stream", root), batch=False)
+    for iid in ("Tall", "Wide"):
+        np.testing.assert_allclose(np.asarray(store.item(iid).groups["visual"].features),
+                                   np.asarray(ref.item(iid).groups["visual"].features), atol=1e-4)

@@ -101,6 +101,8 @@ class FrameBatcher:
         self.n = 0
 
     def add(self, job: Job, frames: np.ndarray) -> None:
+        if self.pending and tuple(self.pending[-1][1].shape[1:]) != tuple(frames.shape[1:]):
+            self.flush()  # clips of another aspect ratio: a batch holds frames of one size
         self.pending.append((job, frames))
         self.n += len(frames)
         if self.n >= self.size:

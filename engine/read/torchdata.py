@@ -99,7 +99,7 @@ class WindowDataset(torch.utils.data.Dataset):
             a, b = self.rows[g][0][i] + p.offsets[kk], self.rows[g][1][i] + p.offsets[kk]
             x = torch.from_numpy(np.array(p.features[a:b], dtype=np.float32))
             if self.pool:
-                feats[g] = x.mean(dim=0) if len(x) else torch.zeros(x.shape[1])
+                feats[g] = x.nanmean(dim=0) if len(x) else torch.zeros(x.shape[1])  # NaN: no value (no face)
                 masks[g] = torch.tensor(len(x) > 0)
                 continue
             L = self.max_rows[g]

@@ -82,10 +82,10 @@ class ShardWriter:
             self._array(gg, L.TIMES, np.concatenate(times) if times else np.zeros(0), ("time",), {"units": "s"})
             self._array(gg, L.OFFSETS, _offsets(times), ("item_edge",))
             if pooled:
-                means = [f.astype(np.float32).mean(axis=0) if len(f) else np.full(d, np.nan, np.float32)
-                         for f in feats]
+                means = [_nanmean(f) if len(f) else np.full(d, np.nan, np.float32) for f in feats]
                 self._array(gg, L.POOLED, np.stack(means).astype(dtype) if means else np.zeros((0, d), dtype),
-                            ("item", "feature"), {"about": "mean of the item's rows (NaN where it has none)"})
+                            ("item", "feature"), {"about": "mean of the item's rows, NaN values left out (a face "
+                                                  "absent from some frames); NaN where no row has a value"})
         self._segments(root, items)
         self._labels(root, items)
         self.attrs = {L.SHARD_KEY: self.key, L.ITEM_IDS: ids, L.ITEM_ATTRS: {it.id: it.attrs for it in items},
@@ -147,6 +147,15 @@ class ShardWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _nanmean(rows: np.ndarray) -> np.ndarray:
+    """Column means that leave NaN out (NaN where a column has no value), without numpy's empty-slice warning."""
+    x = rows.astype(np.float32)
+    ok = ~np.isnan(x)
+    n = ok.sum(axis=0)
+    total = np.where(ok, x, 0.0).sum(axis=0)
+    return np.where(n > 0, total / np.maximum(n, 1), np.nan).astype(np.float32)
 
 
 def _offsets(parts: list) -> np.ndarray:
