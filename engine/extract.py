@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import extractors as registry
@@ -20,8 +21,9 @@ import extractors as registry
 from .config import ConfigError, check_run, parse_extractor_list
 from .datasets import dataset_names, get_dataset
 from .decode import select_backend
+from .pipeline.launch import Launch, may_need_work
 from .pipeline.plan import plan_shards
-from .records import Group, ItemResult, RunPlan
+from .records import Group, RunPlan
 from .report import dry_run, list_extractors, print_summary, write_report
 from .store import FeatureStore
 
@@ -140,11 +142,23 @@ def main(argv=None) -> int:
                    force=args.force, duration_tolerance_s=float(cfg.get("stream", {}).get("duration_tolerance_s", 1.0)),
                    half_precision=precision == "fp16", pooled=dataset.clip_level,
                    batch_items=int((cfg["run"].get("items_per_task") or {}).get(dataset.name, dataset.items_per_task)))
-    tasks, results = plan_shards(items, groups, index, shard_items, args.force)
-    timings = None
+    launch, timings = None, None
+    todo = may_need_work(items, index, args.force)
+    if todo:  # Ray and the actors start while the media are hashed and the shards planned
+        with ThreadPoolExecutor(1, thread_name_prefix="plan") as bg:
+            planned = bg.submit(plan_shards, items, groups, index, shard_items, args.force)
+            launch = Launch(plan, cfg.get("run", {}), args.address, args.workers, args.quiet,
+                            max_actors=-(-len(todo) // max(1, shard_items)), t0=t_start)
+            tasks, results = planned.result()
+    else:
+        tasks, results = plan_shards(items, groups, index, shard_items, args.force)
     if tasks:
-        done, timings = _run(tasks, plan, cfg, args)
-        results += done
+        launch = launch or Launch(plan, cfg.get("run", {}), args.address, args.workers, args.quiet,
+                                  max_actors=len(tasks), t0=t_start)
+        results += launch.run(tasks)
+        timings = launch.timings
+    elif launch is not None:
+        launch.close()
     wall = time.perf_counter() - t_start
     extra = {"root": str(root), "store": str(store.path), "groups": {g.name: g.spec.name for g in groups},
              "decode": decode, "precision": precision, "damaged_shards": damaged,
@@ -157,52 +171,6 @@ def main(argv=None) -> int:
         return 2
     print_summary(report, results, groups, store.path, report_path, quiet=args.quiet)
     return 1 if report["counts"].get("failed") else 0
-
-
-def _run(tasks, plan: RunPlan, cfg: dict, args) -> tuple[list[ItemResult], object]:
-    """Start (or join) Ray, run the shard tasks with a progress bar, shut Ray down if we started it."""
-    from .pipeline.runner import Timings, init_ray, run_tasks
-    timings = Timings()
-    t0 = time.perf_counter()
-    started_ray = init_ray(args.address, quiet=args.quiet)
-    timings.ray_start_s = time.perf_counter() - t0
-    run = cfg.get("run", {})
-    bar = None
-    n_items = sum(len(t.items) for t in tasks)
-    if not args.quiet:
-        from tqdm import tqdm
-        bar = tqdm(total=n_items, unit="item", desc=f"extract {plan.split}", file=sys.stderr)
-    done_media, ahead = [0.0], [0]  # ahead: items counted from progress reports before their shard finished
-    t_run = time.perf_counter()
-
-    def on_progress(n: int):
-        if bar is not None:
-            ahead[0] += n
-            bar.update(n)
-
-    def on_result(r: ItemResult):
-        done_media[0] += r.media_s
-        if r.status == "failed":
-            log.error("%s", r.error)
-        if bar is not None:
-            rate = done_media[0] / max(1e-9, time.perf_counter() - t_run)
-            bar.set_postfix_str(f"{done_media[0]:.0f} media s, {rate:.2f} media s/s")
-            if ahead[0]:
-                ahead[0] -= 1
-            else:
-                bar.update(1)
-    try:
-        return run_tasks(tasks, plan, workers=args.workers or int(run.get("workers", 0)),
-                         max_restarts=int(run.get("max_restarts", 4)),
-                         max_task_retries=int(run.get("max_task_retries", 2)),
-                         in_flight_per_worker=int(run.get("in_flight_per_worker", 2)), on_result=on_result,
-                         timings=timings, on_progress=on_progress if bar is not None else None), timings
-    finally:
-        if bar is not None:
-            bar.close()
-        if started_ray:
-            import ray
-            ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ def write_report(path: Path, split: str, results: list[ItemResult], wall_s: floa
         report["timings"] = {
             "ray_start_s": round(timings.ray_start_s, 3), "run_s": round(timings.run_s, 3),
             "first_result_s": round(timings.first_result_s or 0.0, 3), "busy_requeues": timings.busy_requeues,
+            "first_item_s": round(timings.first_item_s or 0.0, 3),
             "per_item_wall_ms": round(1000 * timings.run_s / n, 2),
             "per_item_compute_ms": round(1000 * compute / n, 2),
             "per_item_store_ms": round(1000 * sum(r.seconds.get("store", 0.0) for r in done) / n, 2),
@@ -91,8 +92,8 @@ def print_summary(report: dict, results: list[ItemResult], groups, store_path: P
     t = report.get("timings")
     if t:
         print(f"per item: {t['per_item_wall_ms']:.1f} ms wall, of which {t['per_item_compute_ms']:.1f} ms decode + "
-              f"encode and {t['per_item_store_ms']:.1f} ms writing | Ray start {t['ray_start_s']:.1f}s, first "
-              f"result after {t['first_result_s']:.1f}s")
+              f"encode and {t['per_item_store_ms']:.1f} ms writing | Ray start {t['ray_start_s']:.1f}s (beside "
+              f"planning), first item published {t['first_item_s']:.1f}s after the command started")
     print(f"store: {store_path}\nreport: {report_path}")
 
 

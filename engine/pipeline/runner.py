@@ -41,6 +41,11 @@ def init_ray(address: str | None, quiet: bool = False) -> bool:
     return True
 
 
+def shutdown_ray() -> None:
+    import ray
+    ray.shutdown()
+
+
 def placement(workers: int = 0) -> tuple[int, dict]:
     """How many actors, and the resources of each, from what the cluster has: every actor always fits.
 
@@ -110,6 +115,7 @@ class Timings:
 
     ray_start_s: float = 0.0
     first_result_s: float | None = None  # from the start of run_tasks to the first finished task
+    first_item_s: float | None = None    # from the start of the command to the first finished item
     run_s: float = 0.0
     busy_requeues: int = 0
     per_task: list[float] = field(default_factory=list)
@@ -123,11 +129,15 @@ def _actor_class():
         """One per GPU (or per CPU share): loads each model once, then handles shard tasks one by one."""
 
         def __init__(self, plan: RunPlan):
+            import threading
+
             import torch
             if ray_gpu_ids() and torch.cuda.is_available():
                 plan.device = "cuda"
                 plan.decode = {**plan.decode, "device_id": device_id()}
             self.proc = ShardProcessor(plan)
+            # models load while the driver still plans and the first item decodes (the first task waits for them)
+            threading.Thread(target=self.proc.load_all, daemon=True, name="model-load").start()
 
         def process(self, task: ShardTask, progress=None) -> list[ItemResult]:
             node = ray.get_runtime_context().get_node_id()
@@ -143,28 +153,50 @@ def _actor_class():
     return ExtractionActor
 
 
+class Pool:
+    """The extraction actors of a run. Started as early as the plan's groups are known: actors import, and load
+    their models, while the driver still hashes media and plans shards."""
+
+    def __init__(self, plan: RunPlan, workers: int, max_restarts: int, max_task_retries: int,
+                 max_actors: int | None = None):
+        n, resources = placement(workers)
+        self.n = max(1, min(n, max_actors or n))  # never more actors than tasks: each loads every model
+        plan.threads = plan.threads or max(1, round(resources.get("num_cpus", 1)))
+        actor = _actor_class()
+        self._new = lambda: actor.options(max_restarts=max_restarts, max_task_retries=max_task_retries,
+                                          **resources).remote(plan)
+        self.actors = [self._new() for _ in range(self.n)]
+        log.info("%d extraction actor(s), each %s", self.n, resources)
+
+    def replace(self, a: int) -> None:
+        self.actors[a] = self._new()
+
+    def close(self) -> None:
+        import ray
+        for actor in self.actors:
+            try:
+                ray.kill(actor)
+            except Exception:  # pragma: no cover - already gone
+                pass
+
+
 def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts: int, max_task_retries: int,
               in_flight_per_worker: int = 2, on_result: Callable[[ItemResult], None] | None = None,
               on_start: Callable[[list], None] | None = None, timings: Timings | None = None,
-              on_progress: Callable[[int], None] | None = None) -> list[ItemResult]:
-    """Run shard tasks through a pool of actors; one result per item, in completion order. ``on_progress(n)``
-    hears of items computed inside shards still running (a shard of clips is one task of minutes)."""
+              on_progress: Callable[[int], None] | None = None, pool: Pool | None = None) -> list[ItemResult]:
+    """Run shard tasks through a pool of actors (``pool``, or one made here); one result per item, in completion
+    order. ``on_progress(n)`` hears of items computed inside shards still running (a shard of clips is one task
+    of minutes). The pool is closed at the end."""
     import ray
     from ray.exceptions import RayActorError, RayTaskError
     from ray.util.queue import Empty, Queue
 
     timings = timings or Timings()
     t_start = time.perf_counter()
-    n, resources = placement(workers)
-    n = max(1, min(n, len(tasks)))  # never more actors than tasks: each loads every model
-    plan.threads = plan.threads or max(1, round(resources.get("num_cpus", 1)))
-    Actor = _actor_class()
-    new_actor = lambda: Actor.options(max_restarts=max_restarts, max_task_retries=max_task_retries,  # noqa: E731
-                                      **resources).remote(plan)
-    actors = [new_actor() for _ in range(n)]
+    pool = pool or Pool(plan, workers, max_restarts, max_task_retries, max_actors=len(tasks))
+    n, actors = pool.n, pool.actors
     if on_start:
         on_start(actors)
-    log.info("%d extraction actor(s), each %s", n, resources)
     progress = Queue(actor_options={"num_cpus": 0}) if on_progress is not None else None
 
     def drain():
@@ -203,7 +235,7 @@ def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts:
                     done = [ItemResult.failed(it, f"{it.id}: worker failed after {max_task_retries} retries "
                                                   f"({type(exc).__name__}) [{it.media}]") for it in task.items]
                     if isinstance(exc, RayActorError):  # a dead actor is replaced
-                        actors[a] = new_actor()
+                        pool.replace(a)
                 if timings.first_result_s is None:
                     timings.first_result_s = time.perf_counter() - t_start
                 if done and all(r.status == BUSY for r in done):
@@ -218,10 +250,6 @@ def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts:
     finally:
         if progress is not None:
             progress.shutdown()
-        for actor in actors:
-            try:
-                ray.kill(actor)
-            except Exception:  # pragma: no cover - already gone
-                pass
+        pool.close()
         timings.run_s = time.perf_counter() - t_start
     return results

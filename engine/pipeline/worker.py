@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ class ShardProcessor:
         self.backend = select_backend(plan.decode.get("backend", "auto"), plan.decode.get("device", "gpu"))
         self._by_name = {g.name: g for g in plan.groups}
         self._progress = None
+        self._loading = threading.RLock()
 
     @property
     def precision(self) -> str:
@@ -51,12 +53,23 @@ class ShardProcessor:
 
     def extractor(self, group: Group):
         ex = self._extractors.get(group.name)
-        if ex is None:  # each model is loaded once per worker, on first use
-            device = "cpu" if group.spec.device == "cpu" else self.device
-            ex = registry.create(group.spec, device=device, precision=self.precision)
-            ex.setup()
-            self._extractors[group.name] = ex
+        if ex is None:
+            with self._loading:  # each model is loaded once per worker (maybe by load_all, in the background)
+                ex = self._extractors.get(group.name)
+                if ex is None:
+                    device = "cpu" if group.spec.device == "cpu" else self.device
+                    ex = registry.create(group.spec, device=device, precision=self.precision)
+                    ex.setup()
+                    self._extractors[group.name] = ex
         return ex
+
+    def load_all(self) -> None:
+        """Load every group's model now (an actor does this in a background thread as it starts)."""
+        for g in self.plan.groups:
+            try:
+                self.extractor(g)
+            except Exception:  # the item that needs it reports the error, naming the item
+                log.debug("preloading %s failed", g.name, exc_info=True)
 
     def process(self, task: ShardTask, progress=None) -> list[ItemResult]:
         """Results for the task's items, in their order (status ``busy`` for all when another run holds it).
