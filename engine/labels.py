@@ -1,4 +1,4 @@
-"""Label vocabularies and their normalisation: the one place that knows Basic-7 and GoEmotions-28.
+"""Label vocabularies, their normalisation and turning points: the one place that knows Basic-7 and GoEmotions-28.
 
 The real annotations are not clean ("Anger" and "Anger/愤怒", "realization 💡", names outside GoEmotions):
 what maps unambiguously is normalised, the raw strings are kept, and what does not map becomes a warning.
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+
+import numpy as np
 
 BASIC7 = ("Anger", "Disgust", "Fear", "Joy", "Neutral", "Sadness", "Surprise")
 
@@ -59,3 +61,19 @@ def goemotion_name(raw: str) -> str | None:
         return None
     cleaned = re.sub(r"[^a-z ]", "", raw.lower()).strip()
     return cleaned if cleaned in GOEMOTIONS28 else None
+
+
+def turning_points(primary: np.ndarray) -> np.ndarray:
+    """Segment indices where the primary emotion changes from the previous labelled segment.
+
+    >>> turning_points(np.array([0, 0, 3, -1, 3, 5])).tolist()
+    [2, 5]
+    """
+    out, prev = [], None
+    for i, p in enumerate(primary.tolist()):
+        if p < 0:
+            continue
+        if prev is not None and p != prev:
+            out.append(i)
+        prev = p
+    return np.asarray(out, dtype=np.int32)

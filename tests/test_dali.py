@@ -178,7 +178,7 @@ def test_a_backend_failing_part_way_is_continued_by_pyav(clips):
         assert np.array_equal(t, ta)  # nothing lost, nothing twice
         assert [frame_index(f) for f in frames] == shown(times, ta)
     finally:
-        decode._BACKENDS.pop("dali_gives_up", None)
+        decode._REGISTRY.entries.pop("dali_gives_up", None)
 
 
 def test_backend_selection_by_device():
@@ -197,7 +197,6 @@ def test_extract_end_to_end_with_dali_on_the_cpu_writes_pyav_times(tmp_path, run
     import json
 
     from engine.datasets.demo import write_film
-    from engine.datasets.emos_stream import STREAM_DIR
     from engine.reader import open_store
 
     root = tmp_path / "emos"

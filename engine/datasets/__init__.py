@@ -10,14 +10,13 @@ True
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from ..records import Item
+from ..registry import Registry
 
-_DATASETS: dict[str, type] = {}
-_BUILTIN = {"stream": "engine.datasets.emos_stream", "static": "engine.datasets.emos_static",
-            "demo": "engine.datasets.demo"}
+_REGISTRY = Registry("dataset", {"stream": "engine.datasets.emos_stream", "static": "engine.datasets.emos_static",
+                                 "demo": "engine.datasets.demo"})
 
 
 class Dataset:
@@ -43,25 +42,16 @@ class Dataset:
 
 def register_dataset(cls: type) -> type:
     """Class decorator: make a dataset available to ``--split`` under ``cls.name``."""
-    _DATASETS[cls.name] = cls
-    return cls
+    return _REGISTRY.register(cls)
 
 
 def get_dataset(name: str) -> Dataset:
     """A dataset by name (``stream``, ``static``, ``demo`` or ``package.module:name``)."""
-    module, _, short = name.rpartition(":")
-    if module:
-        importlib.import_module(module)
-        name = short
-    elif name not in _DATASETS and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
-    if name not in _DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}")
-    return _DATASETS[name]()
+    return _REGISTRY.get(name)()
 
 
 def dataset_names() -> list[str]:
-    return sorted({*_BUILTIN, *_DATASETS})
+    return _REGISTRY.names()
 
 
 def discover(name: str, root: str | Path, config: dict | None = None) -> list[Item]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from kernels.align import overlap
 
-from ..labels import BASIC7, GOEMOTIONS28, basic7_index, goemotion_name
+from ..labels import BASIC7, GOEMOTIONS28, basic7_index, goemotion_name, turning_points
 from ..records import Segment
 
 def load_json(path: Path) -> dict:
@@ -48,22 +48,6 @@ def parse_mmss_range(raw: str) -> tuple[float, float]:
         return total
 
     return secs(parts[0]), secs(parts[1])
-
-
-def turning_points(primary: np.ndarray) -> np.ndarray:
-    """Segment indices where the primary emotion changes from the previous labelled segment.
-
-    >>> turning_points(np.array([0, 0, 3, -1, 3, 5])).tolist()
-    [2, 5]
-    """
-    out, prev = [], None
-    for i, p in enumerate(primary.tolist()):
-        if p < 0:
-            continue
-        if prev is not None and p != prev:
-            out.append(i)
-        prev = p
-    return np.asarray(out, dtype=np.int32)
 
 
 def align_utterances(segments: list[Segment], utterances: list[dict], clip_s: float | None,

@@ -10,46 +10,36 @@ A backend that cannot decode a file raises :class:`~engine.decode.types.BackendC
 then decodes that file with PyAV, logs a warning and hands the reason to ``on_fallback`` (for the run report).
 
 Adding a backend: one module that defines a class and registers it with :func:`register_backend`; name it
-``package.module:name`` in ``decode.backend`` (or add it to ``_BUILTIN`` below to give it a short name).
+``package.module:name`` in ``decode.backend`` (or add it to ``_REGISTRY``'s built-in names below to give it a short name).
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Callable, Iterator
 
 from kernels.align import EPS
 
+from ..registry import Registry
 from .types import (AudioTrack, BackendCannotDecode, FrameChunk, MediaInfo, rotate,  # noqa: F401  (shared types)
                     scaled_size)
 
 log = logging.getLogger(__name__)
 
-_BACKENDS: dict[str, type] = {}
-_BUILTIN = {"pyav": "engine.decode.pyav", "dali": "engine.decode.dali"}
+_REGISTRY = Registry("decode backend", {"pyav": "engine.decode.pyav", "dali": "engine.decode.dali"})
 
 
 def register_backend(cls: type) -> type:
     """Class decorator: make a decode backend available under ``cls.name``."""
-    _BACKENDS[cls.name] = cls
-    return cls
+    return _REGISTRY.register(cls)
 
 
 def get_backend(name: str):
-    """The backend registered as ``name`` (built-in ones are imported on first use)."""
-    module, _, short = name.rpartition(":")
-    if module:  # a backend outside this package: its module registers it on import (in every worker too)
-        importlib.import_module(module)
-        name = short
-    elif name not in _BACKENDS and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
-    if name not in _BACKENDS:
-        raise ValueError(f"unknown decode backend {name!r}; known: {', '.join(sorted({*_BUILTIN, *_BACKENDS}))}")
-    return _BACKENDS[name]
+    """The backend registered as ``name`` or ``package.module:name`` (built-in ones are imported on first use)."""
+    return _REGISTRY.get(name)
 
 
 def backend_names() -> list[str]:
-    return sorted({*_BUILTIN, *_BACKENDS})
+    return _REGISTRY.names()
 
 
 def select_backend(requested: str = "auto", device: str = "gpu") -> str:

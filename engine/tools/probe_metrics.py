@@ -6,26 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..labels import BASIC7
-
-
-def label_changes(primary: np.ndarray) -> np.ndarray:
-    """Segment indices where a label sequence changes from the previous labelled segment (-1: unlabelled, skipped).
-
-    The rule the store's ``labels/turning_points`` were made with, restated here so that the tools depend on the
-    read side only.
-
-    >>> label_changes(np.array([0, 0, 3, -1, 3, 5])).tolist()
-    [2, 5]
-    """
-    out, prev = [], None
-    for i, p in enumerate(np.asarray(primary).tolist()):
-        if p < 0:
-            continue
-        if prev is not None and p != prev:
-            out.append(i)
-        prev = p
-    return np.asarray(out, dtype=np.int32)
+from ..labels import BASIC7, turning_points
 
 
 def split_items(item_ids: list[str], seed: int = 0, test_fraction: float = 0.34) -> tuple[list[str], list[str]]:
@@ -77,7 +58,7 @@ def turning_point_scores(films: list[tuple[np.ndarray, np.ndarray, np.ndarray]])
     """Turning-point accuracy over films given as ``(true_primary, true_turning_points, predicted)`` per segment.
 
     See the module docstring for the definition. ``true_primary`` -1 marks unlabelled segments: they are skipped
-    on both sides, as :func:`label_changes` (the rule of the stored turning points) skips them.
+    on both sides, as :func:`engine.labels.turning_points` (the rule of the stored turning points) skips them.
 
     >>> s = turning_point_scores([(np.array([0, 0, 3, 3, 5]), np.array([2, 4]), np.array([0, 0, 3, 1, 1]))])
     >>> s["hits"], s["n_true"], s["n_predicted_changes"], s["accuracy"], s["change_recall"]
@@ -87,7 +68,7 @@ def turning_point_scores(films: list[tuple[np.ndarray, np.ndarray, np.ndarray]])
     for true, tps, pred in films:
         true, pred = np.asarray(true), np.asarray(pred).copy()
         pred[true < 0] = -1
-        pred_tps = set(label_changes(pred).tolist())
+        pred_tps = set(turning_points(pred).tolist())
         n_pred += len(pred_tps)
         for k in np.asarray(tps).tolist():
             n_true += 1
