@@ -44,15 +44,16 @@ class Mode:
     reader_windows: int         # random windows per round
     reader_rounds: int
     rss_extractors: str         # the 60 s / 640 s memory test
+    clips: int                  # generated static clips extracted by the engine and the plain loop
     long_s: float = 640.0
     short_s: float = 60.0
 
 
 MODES = {
     "quick": Mode("quick", CHEAP, films=3, film_size=(640, 360), decode_rounds=3, reader_items=24,
-                  reader_total_s=2400.0, reader_windows=2000, reader_rounds=5, rss_extractors=CHEAP),
+                  reader_total_s=2400.0, reader_windows=2000, reader_rounds=5, rss_extractors=CHEAP, clips=300),
     "full": Mode("full", DEFAULT, films=9, film_size=(640, 360), decode_rounds=7, reader_items=46,
-                 reader_total_s=7200.0, reader_windows=5000, reader_rounds=9, rss_extractors=DEFAULT),
+                 reader_total_s=7200.0, reader_windows=5000, reader_rounds=9, rss_extractors=DEFAULT, clips=2000),
 }
 
 
@@ -179,10 +180,10 @@ def _publish(tmp: Path, path: Path, key: dict) -> Path:
 
 def demo_corpus(n_films: int, size: tuple[int, int]) -> Path:
     """An EmoS-layout root with ``n_films`` films like the embedded demo's (its layout, sentences, timestamps,
-    labels and durations, written by ``engine.demo.write_film``), whose media are :func:`write_textured` films at
-    frame size ``size``; film k > 2 reuses demo film k % 3 under a new name. Cached under ``benchmarks/.work``
-    (regenerated when the parameters change)."""
-    from engine.demo import FILMS, write_film
+    labels and durations, written by ``engine.datasets.demo.write_film``), whose media are :func:`write_textured`
+    films at frame size ``size``; film k > 2 reuses demo film k % 3 under a new name. Cached under
+    ``benchmarks/.work`` (regenerated when the parameters change)."""
+    from engine.datasets.demo import FILMS, write_film
     key = {"kind": "demo", "films": n_films, "size": list(size), "v": 2}
     path = WORK / f"corpus-demo-{n_films}-{size[0]}x{size[1]}"
     if _complete(path, key):
@@ -202,7 +203,7 @@ def demo_corpus(n_films: int, size: tuple[int, int]) -> Path:
 def replicate(root: Path, copies: int) -> Path:
     """``copies`` copies of every film of ``root`` under new names (media hard-linked, metadata copied): a corpus
     ``copies`` times larger with the same content, so per-second costs are comparable."""
-    from engine.dataset import STREAM_DIR
+    from engine.datasets.emos_stream import STREAM_DIR
     key = {"kind": "replica", "of": root.name, "copies": copies, "v": 1}
     path = WORK / f"{root.name}-x{copies}"
     if _complete(path, key):
@@ -223,7 +224,7 @@ def replicate(root: Path, copies: int) -> Path:
 def long_film(duration_s: float, size: tuple[int, int] = (160, 120), fps: float = 25.0) -> Path:
     """An EmoS-layout root with one monologue of about ``duration_s`` seconds (demo sentences, cycled), cheap
     media: a fixed noisy picture with a moving bar and a tone (44.1 kHz AAC)."""
-    from engine.demo import FILMS, write_film
+    from engine.datasets.demo import FILMS, write_film
     from engine.media import write_media
     key = {"kind": "long", "s": duration_s, "size": list(size), "fps": fps, "v": 2}
     path = WORK / f"corpus-long-{int(duration_s)}s-{size[0]}x{size[1]}"
@@ -295,7 +296,7 @@ def write_textured(path: Path, duration_s: float, size: tuple[int, int], fps: in
 def items_of(root: Path):
     """Discovered stream items of a generated root (all must be usable)."""
     from engine.config import load_config
-    from engine.dataset import discover
+    from engine.datasets import discover
     items = discover("stream", root, load_config())
     bad = [it.error.line() for it in items if it.error]
     if bad:
@@ -310,20 +311,24 @@ def media_seconds(items) -> float:
 
 # ------------------------------------------------------------------------------------------------ engine plans
 def make_plan(out: Path, extractors: str, threads: int = 0, split: str = "stream"):
-    """The :class:`RunPlan` that ``python -m engine.extract --extractors ...`` builds (defaults from the config)."""
+    """The :class:`RunPlan` that ``python -m engine.extract --split SPLIT --extractors ...`` builds (defaults from
+    the config and the dataset: decode backend, precision, pooling, items per task)."""
     from engine.config import load_config
-    from engine.extract import make_groups
-    from engine.worker import RunPlan
-    cfg = load_config()
-    return RunPlan(out=str(out), split=split, groups=make_groups(cfg, extractors), decode=dict(cfg["decode"]),
+    from engine.datasets import get_dataset
+    from engine.extract import make_groups, resolve_decode
+    from engine.records import RunPlan
+    cfg, dataset = load_config(), get_dataset(split)
+    decode, precision = resolve_decode(cfg)
+    return RunPlan(out=str(out), split=split, groups=make_groups(cfg, extractors, decode, precision), decode=decode,
                    store_dtype=cfg["store"]["dtype"],
                    duration_tolerance_s=float(cfg.get("stream", {}).get("duration_tolerance_s", 1.0)),
-                   half_precision=bool(cfg.get("run", {}).get("half_precision", True)),
+                   half_precision=precision == "fp16", pooled=dataset.clip_level,
+                   batch_items=int((cfg["run"].get("items_per_task") or {}).get(split, dataset.items_per_task)),
                    threads=threads or os.cpu_count() or 1)
 
 
 def engine_threads() -> int:
-    """Torch threads per extraction actor on this machine (``engine.runner.placement`` without a GPU)."""
+    """Torch threads per extraction actor on this machine (``engine.pipeline.runner.placement`` without a GPU)."""
     cpus = os.cpu_count() or 1
     n = max(1, cpus // 2)
     return max(1, cpus // n)
@@ -508,14 +513,15 @@ class Context:
         self._runs: dict[tuple, dict] = {}
         self.generation_s: dict[str, float] = {}
 
-    def corpus(self, name: str) -> Path:
-        """``1x`` (demo-like films), ``4x`` (four copies of each), ``short`` and ``long`` (one cheap film each)."""
+    def corpus(self, name: str, make: Callable[[], Path] | None = None) -> Path:
+        """``1x`` (demo-like films), ``4x`` (four copies of each), ``short`` and ``long`` (one cheap film each), or
+        any other that ``make`` generates (timed once, like these)."""
         if name not in self._corpora:
             m = self.mode
             makers = {"1x": lambda: demo_corpus(m.films, m.film_size),
                       "4x": lambda: replicate(self.corpus("1x"), 4),
                       "short": lambda: long_film(m.short_s), "long": lambda: long_film(m.long_s)}
-            dt, self._corpora[name] = timed(makers[name])
+            dt, self._corpora[name] = timed(make or makers[name])
             self.generation_s[name] = round(dt, 2)
         return self._corpora[name]
 

@@ -1,10 +1,10 @@
 """``peak_rss_640s_vs_60s``: peak memory of extracting one 640 s film vs one 60 s film, same settings.
 
-Each film is processed by :meth:`engine.worker.ItemProcessor.process` (what an extraction actor runs per item,
-without Ray) in its own fresh process; the peak is that process's ``VmHWM``: its peak RSS, threads included (the
-decode prefetch thread, torch's threads); see :func:`benchmarks.common.run_child` for why not ``ru_maxrss``. The
-films are cheap on purpose: 160x120 at 25 fps, a fixed noisy picture with a moving bar, a 44.1 kHz AAC tone, demo
-sentences every 4 s.
+Each film is processed by :class:`engine.pipeline.worker.ShardProcessor` through ``process_items`` (what an
+extraction actor runs per shard task, a film being a one-item shard; no Ray) in its own fresh process; the peak
+is that process's ``VmHWM``: its peak RSS, threads included (the decode prefetch thread, torch's threads); see
+:func:`benchmarks.common.run_child` for why not ``ru_maxrss``. The films are cheap on purpose: 160x120 at 25 fps,
+a fixed noisy picture with a moving bar, a 44.1 kHz AAC tone, demo sentences every 4 s.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def measure(ctx: Context) -> list[Ratio]:
              f"{r['wall_s']:.1f} s (" + ", ".join(f"{k} {v:.2f} s" for k, v in r["seconds"].items()) + ")"
              for r in (short, long)]
     return [Ratio("peak_rss_640s_vs_60s",
-                  f"peak RSS of one fresh process running ItemProcessor.process on a {long['media_s']:.0f} s film vs "
+                  f"peak RSS of one fresh process running ShardProcessor on a {long['media_s']:.0f} s film vs "
                   f"a {short['media_s']:.0f} s film (160x120, 25 fps; extractors {ctx.mode.rss_extractors})",
                   "long film MiB", long["peak_rss_mib"], "short film MiB", short["peak_rss_mib"], "MiB",
                   long["peak_rss_mib"] / short["peak_rss_mib"], "<= 1.2", notes,

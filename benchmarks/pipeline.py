@@ -1,13 +1,14 @@
 """``pipeline_efficiency``: the engine end to end vs its slowest stage run alone, on the same corpus.
 
 End to end: ``engine.extract.main`` in a fresh process, wall time of ``main()`` with nothing subtracted (Ray's
-start-up, actor start, model loading, fingerprints, shutdown, report all included). Ray's start-up and shutdown
-are timed inside that same run and reported beside it.
+start-up, actor start, model loading, fingerprints, shutdown, report all included). Ray's start-up and the run of
+the shard tasks come from that run's own ``Timings`` and are reported beside it.
 
 Each stage alone, in this process, one after the other, with the actor's torch threads: decode
 (``iter_frames_pyav`` at each visual extractor's rate and configured short side, plus ``decode_audio``), each
 extractor on the pre-decoded input (its ``setup()``, i.e. model loading, not timed), and the store writes
-(``FeatureStore.stage`` -> ``write_modality`` per group, segments and labels -> ``publish``). Throughput of a stage
+(one ``ItemRows`` per film, its segments and labels, ``ShardWriter.write`` -> ``publish``: a film is a one-item
+shard, as the engine writes it). Throughput of a stage
 is the corpus's media seconds over the stage's seconds; the slowest stage bounds what a pipeline can reach.
 """
 from __future__ import annotations
@@ -24,8 +25,8 @@ def stages_alone(ctx: Context) -> dict:
     import torch
 
     import extractors as registry
-    from engine.decode import decode_audio, iter_frames_pyav
-    from engine.store import FeatureStore
+    from engine.decode import decode_audio, iter_frames_pyav, probe
+    from engine.store import FeatureStore, ItemRows
 
     items = items_of(ctx.corpus("1x"))
     media_s = media_seconds(items)
@@ -45,7 +46,7 @@ def stages_alone(ctx: Context) -> dict:
                                                   threads=d.get("threads", 0)))
               for it in items for fps in fps_set}
     t1 = time.perf_counter()
-    tracks = {(it.id, sr): decode_audio(it.media, sr, d.get("audio_chunk_s", 30.0)) for it in items for sr in rates}
+    tracks = {(it.id, sr): decode_audio(it.media, sr, d.get("audio_chunk_s", 10.0)) for it in items for sr in rates}
     t2 = time.perf_counter()
     seconds["decode"] = t2 - t0
     split = {"decode video": t1 - t0, "decode audio": t2 - t1}
@@ -70,22 +71,26 @@ def stages_alone(ctx: Context) -> dict:
                 t = np.array([s.start_s for s in it.segments])
             feats[(it.id, g.name)] = (np.asarray(f, dtype=plan.store_dtype), np.asarray(t, np.float64))
         seconds[f"extract {g.spec.name}"] = time.perf_counter() - t0
+    durations = {it.id: probe(it.media).duration_s for it in items}
     del frames, tracks
 
     store = FeatureStore(scratch, "stream")
     store.create()
+    group_attrs = {g.name: {"extractor": g.spec.name, "dim": g.spec.dim} for g in plan.groups}
+    dims = {g.name: g.spec.dim for g in plan.groups}
     t0 = time.perf_counter()
     for it in items:  # the arrays an engine item holds: modalities, segments, labels
-        w = store.stage(it.id, {"source": it.source, "lang": it.lang})
-        for g in plan.groups:
-            f, t = feats[(it.id, g.name)]
-            w.write_modality(g.name, f, t, {"extractor": g.spec.name})
-        for name, values in (("start", [s.start_s for s in it.segments]), ("end", [s.end_s for s in it.segments])):
-            w.write_array(f"segments/{name}", np.array(values, np.float64), ("segment",), {"units": "s"})
-        w.write_array("segments/text", np.array([s.text for s in it.segments], dtype=object), ("segment",))
-        for name, arr in it.labels.items():
-            w.write_array(f"labels/{name}", arr, ("segment", "label")[:np.ndim(arr)])
-        w.publish({"source": it.source, "groups": [g.name for g in plan.groups], "split": "stream"})
+        duration = durations[it.id]
+        rows = ItemRows(it.id, {"source": it.source, "duration_s": duration, "lang": it.lang,
+                                "groups": list(dims)},
+                        groups={g.name: feats[(it.id, g.name)] for g in plan.groups},
+                        segments={"start": np.array([s.start_s for s in it.segments], np.float64),
+                                  "end": it.segment_ends(duration),
+                                  "text": np.array([s.text for s in it.segments], dtype=object)},
+                        labels=dict(it.labels), label_attrs=dict(it.label_attrs))
+        w = store.stage(it.id)
+        w.write([rows], group_attrs, dims, plan.pooled, plan.store_dtype)
+        w.publish()
     seconds["store writes"] = time.perf_counter() - t0
     return {"media_s": media_s, "seconds": seconds, "decode_split_s": split,
             "other_share": other.done()["other_share"], "torch_threads": plan.threads,
@@ -97,18 +102,17 @@ def measure(ctx: Context) -> list[Ratio]:
     st = stages_alone(ctx)
     slowest = min(st["throughput"], key=st["throughput"].get)
     e_tput = eng["media_s"] / eng["wall_s"]
-    without_ray = eng["wall_s"] - eng["ray_init_s"] - eng["ray_shutdown_s"]
+    in_run = eng["media_s"] / max(1e-9, eng["run_s"])
     notes = [
         "stages alone (media s per s): " + ", ".join(f"{k} {v:.1f}" for k, v in st["throughput"].items())
         + f"; decode split: video {st['decode_split_s']['decode video']:.2f} s, audio "
           f"{st['decode_split_s']['decode audio']:.2f} s",
-        f"engine: {eng['media_s']:.1f} media s in {eng['wall_s']:.2f} s; inside that run, Ray start-up "
-        f"(`init_ray`) {eng['ray_init_s']:.2f} s and shutdown {eng['ray_shutdown_s']:.2f} s, discovery and "
-        f"fingerprints before Ray {eng.get('before_ray_s', 0.0):.2f} s, first item back "
-        f"{fmt(eng['first_result_s'])} s after the actors were asked for, `run_items` {eng['run_items_s']:.2f} s",
-        f"for information only (not the ratio): without Ray start-up and shutdown the engine reaches "
-        f"{eng['media_s'] / without_ray:.1f} media s/s, {eng['media_s'] / without_ray / st['throughput'][slowest]:.2f}"
-        f" of the slowest stage",
+        f"engine: {eng['media_s']:.1f} media s in {eng['wall_s']:.2f} s; its Timings: Ray start-up "
+        f"{eng['ray_start_s']:.2f} s, `run_tasks` {eng['run_s']:.2f} s (actor start and model loading included), "
+        f"first shard back {fmt(eng['first_result_s'])} s after `run_tasks` began; the rest of main() "
+        f"{eng['outside_run_s']:.2f} s (discovery, hashing, planning, Ray shutdown, report)",
+        f"for information only (not the ratio): during `run_tasks` the engine reaches {in_run:.1f} media s/s, "
+        f"{in_run / st['throughput'][slowest]:.2f} of the slowest stage",
     ]
     return [Ratio("pipeline_efficiency",
                   f"engine end to end (`engine.extract.main`, extractors {ctx.mode.extractors}, nothing subtracted) "

@@ -1,9 +1,10 @@
 """``reader_window_vs_memmap`` and ``reader_scan_vs_memmap``: :class:`engine.reader.StoreReader` vs
 ``np.load(mmap_mode="r")`` over the same data saved as one ``.npy`` per item and modality.
 
-The store is shaped like EmoS and written directly through the engine's writer (``FeatureStore.stage`` ->
-``write_modality`` -> ``publish``), no extraction: visual ``[T, 768]`` at 4 Hz, audio ``[T, 768]`` at 50 Hz,
-text ``[S, 384]`` one row per ~4 s sentence, float16, film lengths spread around the mean. The same arrays are
+The store is shaped like EmoS and written directly through the engine's writer (one ``ItemRows`` per film,
+``ShardWriter.write`` -> ``publish``: a film is a one-item shard, as the engine writes it), no extraction: visual
+``[T, 768]`` at 4 Hz, audio ``[T, 768]`` at 50 Hz, text ``[S, 384]`` one row per ~4 s sentence, float16, film
+lengths spread around the mean. The same arrays are
 saved as ``.npy`` (features and timestamps); the memmap side keeps timestamps in RAM and finds window rows with
 ``np.searchsorted``.
 
@@ -31,8 +32,8 @@ WINDOW_S = 8.0
 def build(n_items: int, total_s: float, seed: int = 0):
     """Write the store and the ``.npy`` copy (cached under ``benchmarks/.work``); returns (store, npy dir,
     {item: duration})."""
-    from engine.store import FeatureStore
-    key = {"items": n_items, "total_s": total_s, "seed": seed, "v": 1}
+    from engine.store import FeatureStore, ItemRows
+    key = {"items": n_items, "total_s": total_s, "seed": seed, "v": 2}
     base = WORK / f"reader-{n_items}x{int(total_s)}s"
     store_path, npy = base / "stream.zarr", base / "npy"
     marker = base / "complete.json"
@@ -45,18 +46,20 @@ def build(n_items: int, total_s: float, seed: int = 0):
     store = FeatureStore(base, "stream")
     store.create()
     npy.mkdir(parents=True)
+    group_attrs = {g: {"rate_hz": RATES.get(g)} for g in DIMS}
     for item_id, dur in durations.items():
-        w = store.stage(item_id, {"source": "generated"})
-        for g in ("visual", "audio", "text"):
+        rows = ItemRows(item_id, {"source": "generated", "duration_s": dur, "groups": list(DIMS)})
+        for g in DIMS:
             if g == "text":
                 t = np.sort(rng.uniform(0, dur, max(1, int(dur / 4))))
             else:
                 t = (np.arange(int(dur * RATES[g])) + 0.5) / RATES[g]
-            f = rng.standard_normal((len(t), DIMS[g]), dtype=np.float32).astype(np.float16)
-            w.write_modality(g, f, t, {"rate_hz": RATES.get(g)})
-            np.save(npy / f"{item_id}.{g}.npy", f)
+            rows.groups[g] = (rng.standard_normal((len(t), DIMS[g]), dtype=np.float32).astype(np.float16), t)
+            np.save(npy / f"{item_id}.{g}.npy", rows.groups[g][0])
             np.save(npy / f"{item_id}.{g}.t.npy", t)
-        w.publish({"duration_s": dur, "groups": list(DIMS), "split": "stream"})
+        w = store.stage(item_id)
+        w.write([rows], group_attrs, DIMS, pooled=False, dtype="float16")
+        w.publish()
     marker.write_text(json.dumps({"key": key, "durations": durations}))
     return store_path, npy, durations
 

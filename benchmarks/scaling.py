@@ -19,7 +19,7 @@ def measure(ctx: Context) -> list[Ratio]:
     t1, t4 = one["media_s"] / one["wall_s"], four["media_s"] / four["wall_s"]
     m1, m4 = one["memory"], four["memory"]
     notes = [f"1x: {one['media_s']:.1f} media s in {one['wall_s']:.2f} s; 4x: {four['media_s']:.1f} media s in "
-             f"{four['wall_s']:.2f} s (Ray start-up {one['ray_init_s']:.2f} s and {four['ray_init_s']:.2f} s)"]
+             f"{four['wall_s']:.2f} s (Ray start-up {one['ray_start_s']:.2f} s and {four['ray_start_s']:.2f} s)"]
     for name, r in (("1x", one), ("4x", four)):
         m = r["memory"]
         notes.append(f"{name} peak RSS: actor {fmt(m['actor_peak_rss_mib'], '.0f')} MiB, of it anonymous at most "

@@ -166,7 +166,7 @@ def measure(ctx: Context) -> list[Ratio]:
     shortest = min(items_of(ctx.corpus("1x")), key=lambda it: it.duration_s or 0.0)
     picked = {g.name: same_frames(shortest.media, g.spec.fps) for g in plan.groups if g.modality == "visual"}
     e_tput, s_tput = eng["media_s"] / eng["wall_s"], seq["media_s"] / seq["wall_s"]
-    notes = [f"engine: {eng['media_s']:.1f} media s in {eng['wall_s']:.2f} s (Ray start-up {eng['ray_init_s']:.2f} s "
+    notes = [f"engine: {eng['media_s']:.1f} media s in {eng['wall_s']:.2f} s (Ray start-up {eng['ray_start_s']:.2f} s "
              f"included); sequential: {seq['media_s']:.1f} media s in {seq['wall_s']:.2f} s (decode "
              f"{seq['seconds']['decode']:.2f} s, extract {seq['seconds']['extract']:.2f} s, save "
              f"{seq['seconds']['save']:.2f} s, the rest model loading; torch threads {seq['torch_threads']}, "
