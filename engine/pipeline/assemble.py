@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import StoreError
 from ..records import RunPlan
 from ..store import ItemRows
-from .schedule import Job
+from .jobs import Job
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from ..records import Group, Item, ItemResult, RunPlan
 from ..store import FeatureStore, layout
 from .assemble import OldShard, assemble
 from .plan import ShardTask, plan_item
-from .schedule import Job, decode_audio_tracks, run_audio, run_text, run_visual
+from .jobs import Job
+from .schedule import decode_audio_tracks, run_audio, run_text, run_visual
 
 log = logging.getLogger(__name__)
 BUSY = "busy"  # a result status: another run holds the shard; the driver hands the task out again later
