@@ -32,13 +32,32 @@ class Packed:
     attrs: dict
     pooled: np.ndarray | None = None
 
+    def __post_init__(self):
+        # the same bytes as a plain ndarray: slicing an np.memmap costs ~10 us of bookkeeping a Dataset can skip
+        self.rows = self.features.view(np.ndarray) if isinstance(self.features, np.memmap) else self.features
+        if isinstance(self.pooled, np.memmap):
+            self.pooled = self.pooled.view(np.ndarray)
 
-@dataclass
+
 class Modality:
-    name: str
-    t: np.ndarray
-    features: np.ndarray
-    attrs: dict
+    """One modality of one item: its rows (a view of the shard's memory map) and their times, sliced on use."""
+
+    __slots__ = ("name", "_p", "_a", "_b")
+
+    def __init__(self, packed: "Packed", a: int, b: int):
+        self.name, self._p, self._a, self._b = packed.name, packed, a, b
+
+    @property
+    def features(self) -> np.ndarray:
+        return self._p.features[self._a:self._b]
+
+    @property
+    def t(self) -> np.ndarray:
+        return self._p.t[self._a:self._b]
+
+    @property
+    def attrs(self) -> dict:
+        return self._p.attrs
 
 
 class Shard:
@@ -112,6 +131,13 @@ class Shard:
             self._load()
         return self.groups
 
+    @property
+    def labels_loaded(self) -> dict[str, np.ndarray]:
+        """Every label array of the shard, by name (in RAM)."""
+        if not self._loaded:
+            self._load()
+        return self._labels
+
     def label(self, name: str) -> np.ndarray:
         """A label array over all segments of the shard, in RAM."""
         if name not in self._labels:
@@ -150,10 +176,8 @@ class ItemView:
             out, k = {}, self.k
             present = self.attrs.get("groups")
             for name, p in self.shard.packed.items():
-                if present is not None and name not in present:
-                    continue
-                a, b = p.offsets[k], p.offsets[k + 1]
-                out[name] = Modality(name, p.t[a:b], p.features[a:b], p.attrs)
+                if present is None or name in present:
+                    out[name] = Modality(p, int(p.offsets[k]), int(p.offsets[k + 1]))
             self._groups = out
         return self._groups
 

@@ -20,6 +20,7 @@ import torch
 from .reader import StoreReader
 
 N_GOEMOTIONS = 28
+_TRUE, _FALSE = torch.tensor(True), torch.tensor(False)
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -96,24 +97,43 @@ class WindowDataset(torch.utils.data.Dataset):
         feats, masks = {}, {}
         for g in self.groups:
             p = packed[g]
-            a, b = self.rows[g][0][i] + p.offsets[kk], self.rows[g][1][i] + p.offsets[kk]
-            x = torch.from_numpy(np.array(p.features[a:b], dtype=np.float32))
+            a0, b0 = int(p.offsets[kk]), int(p.offsets[kk + 1])
+            a, b = int(self.rows[g][0][i]) + a0, int(self.rows[g][1][i]) + a0
             if self.pool:
-                feats[g] = x.nanmean(dim=0) if len(x) else torch.zeros(x.shape[1])  # NaN: no value (no face)
-                masks[g] = torch.tensor(len(x) > 0)
+                feats[g] = torch.from_numpy(_pool(p, kk, a, b, a0, b0))
+                masks[g] = _TRUE if b > a else _FALSE  # shared constants: collate stacks them into a new tensor
                 continue
+            x = torch.from_numpy(np.array(p.rows[a:b], dtype=np.float32))
             L = self.max_rows[g]
             pad = torch.zeros(L, x.shape[1])
             pad[:len(x)] = x
             m = torch.zeros(L, dtype=torch.bool)
             m[:len(x)] = True
             feats[g], masks[g] = pad, m
-        label, inten, goemo = -1, -1, torch.zeros(N_GOEMOTIONS)
-        if k >= 0 and "primary" in shard.label_names:
+        label, inten, goemo = -1, -1, None
+        labels = shard.labels_loaded
+        if k >= 0 and "primary" in labels:
             j = int(shard.seg_offsets[kk]) + k
-            label = int(shard.label("primary")[j])
-            inten = int(shard.label("intensity")[j]) if "intensity" in shard.label_names else -1
-            if "goemotions" in shard.label_names:
-                goemo = torch.from_numpy(np.asarray(shard.label("goemotions")[j], np.float32))
+            label = int(labels["primary"][j])
+            inten = int(labels["intensity"][j]) if "intensity" in labels else -1
+            if "goemotions" in labels:
+                goemo = torch.from_numpy(np.asarray(labels["goemotions"][j], np.float32))
+        goemo = torch.zeros(N_GOEMOTIONS) if goemo is None else goemo
         return {"item": iid, "t0": float(self.s_t0[i]), "t1": float(self.s_t1[i]), "segment": k, "features": feats,
                 "mask": masks, "label": label, "intensity": inten, "goemotions": goemo}
+
+
+def _pool(p, k: int, a: int, b: int, a0: int, b0: int) -> np.ndarray:
+    """The mean of rows ``[a, b)`` leaving NaN values out (a face absent from some frames); a window covering the
+    whole item reads the shard's precomputed mean (clips: one row instead of all of them)."""
+    if b <= a:
+        return np.zeros(p.features.shape[1], np.float32)
+    if p.pooled is not None and (a, b) == (a0, b0):
+        return np.array(p.pooled[k], dtype=np.float32)
+    x = np.asarray(p.rows[a:b], dtype=np.float32)
+    m = x.mean(axis=0)
+    if np.isnan(m).any():
+        with np.errstate(all="ignore"):
+            ok = ~np.isnan(x)
+            m = np.where(ok, x, 0).sum(axis=0) / ok.sum(axis=0)  # NaN where no row has a value
+    return m.astype(np.float32)
