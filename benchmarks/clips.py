@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .clipdata import DIMS, clip_corpus, packed_store
-from .common import CHEAP, WORK, Context, OtherWork, Ratio, interleaved, median, run_child
+from .common import CHEAP, Context, OtherWork, Ratio, interleaved, median, run_child
 from .sequential import _grid, compare
 
 PACKED_CLIPS = 9400
