@@ -1,7 +1,9 @@
-"""``python -m benchmarks.run [--quick] [--out-dir benchmarks] [--only reader,decode,...]``
+"""``python -m benchmarks.run [--quick] [--out-dir benchmarks] [--only reader,decode,...] [--keep]``
 
 Generates its corpora under ``benchmarks/.work`` (git-ignored; reused while their parameters are unchanged), runs
 each measurement, prints a table of ratios and writes ``RESULTS.md`` and ``results.json`` to ``--out-dir``.
+With ``--keep``, the ratios of the previous ``results.json`` that this run does not measure stay in both files,
+each noted as kept from its run (to re-measure one disturbed measurement on a shared machine).
 Every ratio compares two things measured side by side in this run; nothing here asserts a wall time.
 """
 from __future__ import annotations
@@ -29,6 +31,10 @@ MEASUREMENTS = {"reader": reader, "decode": decode, "pipeline": pipeline, "seque
                 "warm": warm, "scaling": scaling, "memory": memory, "clips": clips}
 
 
+def _kept(r: Ratio) -> bool:
+    return bool(r.notes) and r.notes[0].startswith("kept from the run of")
+
+
 def _met(r: Ratio) -> str:
     return {True: "yes", False: "NO", None: "-"}[r.met] + (" (disturbed)" if r.disturbed else "")
 
@@ -53,6 +59,9 @@ def results_md(mode: str, info: dict, results: list[Ratio], errors: dict, wall_s
         "in all (corpus generation included).", "",
         "Every number below is a ratio of two things measured side by side in the same run on the same machine; "
         "the raw numbers are shown for context, not as promises.", "",
+        *([f"This run measured {', '.join(f'`{r.key}`' for r in results if not _kept(r))}; the other ratios were "
+           "kept from an earlier run (`--keep`), each with a note naming it.", ""]
+          if any(map(_kept, results)) else []),
         "## Machine", "",
         f"- {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB memory, no GPU used",
         f"- {info['platform']}, Python {info['python']}; "
@@ -100,6 +109,27 @@ def results_md(mode: str, info: dict, results: list[Ratio], errors: dict, wall_s
     return "\n".join(lines)
 
 
+def with_kept(path: Path, fresh: list[Ratio]) -> list[Ratio]:
+    """``fresh`` merged into the ratios of a previous ``results.json``, in its order: a ratio measured now replaces
+    the old one, the others are kept with a note naming their run."""
+    if not path.exists():
+        return fresh
+    old = json.loads(path.read_text())
+    m = old["run"]["machine"]
+    when = f"kept from the run of {m['date']} ({old['run']['mode']} mode, commit `{m['git_commit']}`)"
+    new = {r.key: r for r in fresh}
+    fields = set(Ratio.__dataclass_fields__)
+    merged = []
+    for key, d in old.get("details", {}).items():
+        if key in new:
+            merged.append(new.pop(key))
+            continue
+        r = Ratio(**{k: v for k, v in d.items() if k in fields})
+        r.notes = [when] + [n for n in r.notes if not n.startswith("kept from the run of")]
+        merged.append(r)
+    return merged + list(new.values())
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", default=str(PROJECT_ROOT / "benchmarks"),
                    help="where RESULTS.md and results.json go (default: benchmarks/)")
     p.add_argument("--only", help=f"comma-separated subset of {','.join(MEASUREMENTS)}")
+    p.add_argument("--keep", action="store_true", help="keep the ratios of the previous results.json that this run "
+                                                       "does not measure (noted as kept)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("engine", "extractors", "ray"):
@@ -141,6 +173,8 @@ def main(argv=None) -> int:
           + (f"; disturbed by other work on the machine, re-run: {', '.join(disturbed)}" if disturbed else ""))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.keep:
+        results = with_kept(out / "results.json", results)
     payload = {**{r.key: r.ratio for r in results},  # top level: the ratios only
                "run": {"mode": mode, "wall_s": round(wall, 1), "machine": info, "errors": errors,
                        "generation_s": ctx.generation_s, "other_work_by_measurement": load},
