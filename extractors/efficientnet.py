@@ -57,6 +57,8 @@ def onnx_session(net: torch.nn.Module, image_size: int, threads: int):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, threads)  # as many as torch was given by the worker
     opts.inter_op_num_threads = 1
+    # no busy-waiting between operators: the worker decodes the next frames in another thread of this process
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
 
 
