@@ -90,9 +90,10 @@ def display_rotation(path: str) -> int:
     return 0
 
 
-# Decoders whose ``skip_frame = NONREF`` drops only frames that no other frame refers to (H.264 and HEVC check each
-# slice's reference flag), so the frames that are decoded come out with the same pixels.
-_SKIPPABLE_CODECS = ("h264", "hevc")
+# Decoders whose ``skip_frame = NONREF`` drops only frames that no other frame refers to, so the frames that are
+# decoded come out with the same pixels: H.264 (a slice with nal_ref_idc 0 is never a reference). Not HEVC: its
+# "sub-layer non-reference" pictures may still be references for pictures of higher temporal layers.
+_SKIPPABLE_CODECS = ("h264",)
 # Packets demuxed ahead of the decoder: a frame's display interval ends at the next presentation time, which in
 # decode order can come up to a few mini-GOPs later (x264's B-pyramid: 2 x (B-frames + 1) packets).
 _LOOKAHEAD = 48
@@ -159,8 +160,8 @@ def iter_frames_pyav(path: str, fps: float | None, short_side: int = 256, chunk_
                      threads: int = 0, skip_nonref: bool = True, **_) -> Iterator[FrameChunk]:
     """Frames on the ``k / fps`` grid (every frame when ``fps`` is falsy), in chunks, by presentation time.
 
-    Every frame is decoded, except (``skip_nonref``) H.264/HEVC frames that no other frame refers to and that are
-    not on the grid: the decoder skips those. Which frames are on the grid is worked out from the packets'
+    Every frame is decoded, except (``skip_nonref``) H.264 frames that no other frame refers to and that are not
+    on the grid: the decoder skips those. Which frames are on the grid is worked out from the packets'
     timestamps, read a little ahead of the decoder, and checked against every frame that comes out; when a stream
     breaks a rule that this relies on, its frames are decoded again without skipping, from after the last one
     yielded. Either way the frames, their ``t`` and their pixels are those of a full decode.
