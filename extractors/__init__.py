@@ -73,7 +73,8 @@ def weights_identity(spec: ExtractorSpec) -> dict:
     - ``weights_package`` (YAML): the installed version of the package that ships the weights;
     - ``params.model`` naming a local folder: name, size and mtime of its weight and config files;
     - ``params.model`` naming a Hugging Face repository: the snapshot the local cache resolves it to;
-    - ``params.encoder`` naming another extractor (``face``): that extractor's identity, with ``encoder_params``.
+    - ``params.encoder`` naming another extractor (``face``): that extractor's identity and digest, with
+      ``encoder_params``.
     """
     import importlib.metadata
     import os
@@ -99,7 +100,9 @@ def weights_identity(spec: ExtractorSpec) -> dict:
     encoder = spec.params.get("encoder")
     if isinstance(encoder, str) and encoder and encoder != spec.name:
         overrides = {"params": dict(spec.params.get("encoder_params") or {})}
-        ident["encoder"] = weights_identity(get_spec(encoder, overrides))
+        enc = get_spec(encoder, overrides)
+        # the encoder's own settings too (its runtime, its version): they change the embedding columns
+        ident["encoder"] = {**weights_identity(enc), "config_digest": enc.digest()}
     return ident
 
 

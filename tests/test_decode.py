@@ -1,6 +1,8 @@
 """Decoding on the time grid, on generated video whose frames carry their own timestamp in their brightness."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -150,3 +152,111 @@ def test_display_rotation_is_read_once_for_the_gpu_path(tmp_path):
     x = np.arange(2 * 3 * 4 * 3).reshape(2, 3, 4, 3)
     assert rotate(x, 90).shape == (2, 4, 3, 3) and np.array_equal(rotate(x, 90)[1], np.rot90(x[1]))
     assert rotate(x, 0) is x
+
+
+# ---- skipping off-grid frames the decoder never needs: the same frames, times and pixels as a full decode --------
+def write_with_b_frames(path, times, size=(96, 64)):
+    """H.264 with x264's B-frame pyramid (what most films carry; the test media above has no B-frames): moving
+    content, so the encoder uses them."""
+    from fractions import Fraction
+
+    import av
+
+    from engine.media import indexed_frame
+    w, h = size
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.time_base = Fraction(1, 1000)
+        s.codec_context.time_base = Fraction(1, 1000)
+        s.options = {"preset": "veryfast", "bf": "3"}
+        for i, t in enumerate(times):
+            img = indexed_frame(i, w, h)
+            x = int(t * 40) % (w - 8)
+            img[h // 2:, x:x + 8] = (220, 60, 60)  # a moving box under the index squares
+            fr = av.VideoFrame.from_ndarray(img, format="rgb24")
+            fr.pts, fr.time_base = int(round(t * 1000)), Fraction(1, 1000)
+            for p in s.encode(fr):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def reference_frames(path, fps, short_side):
+    """The PyAV path as it was before it skipped frames: every frame decoded, each kept one converted by its own
+    ``reformat`` call."""
+    import av
+
+    from engine.decode.types import scaled_size
+    from kernels.align import on_grid
+    frames, times, pending = [], [], None
+
+    def keep(f, t):
+        w, h = scaled_size(f.width, f.height, short_side)
+        frames.append(f.reformat(width=w, height=h, format="rgb24").to_ndarray())
+        times.append(t)
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        tb = float(s.time_base)
+        for f in c.decode(s):
+            if f.pts is None:
+                continue
+            t = f.pts * tb
+            if pending is not None:
+                if t <= pending[1]:
+                    continue
+                if on_grid(pending[1], t, fps):
+                    keep(*pending)
+            pending = (f, t)
+        pf, pt = pending
+        dur = float(pf.duration * tb) if pf.duration else 1.0 / float(s.average_rate)
+        if on_grid(pt, pt + dur, fps):
+            keep(pf, pt)
+    return np.stack(frames), np.asarray(times)
+
+
+def skipped_clips(tmp_path):
+    rng = np.random.default_rng(0)
+    vfr = np.round(np.cumsum(rng.uniform(0.02, 0.08, 150)), 3)  # 150 frames at 12-50 fps over ~7.5 s
+    late = 1.3 + np.arange(150) / 25  # 25 fps, the first frame at 1.3 s
+    for name, times in (("vfr", vfr), ("late", late)):
+        path = tmp_path / f"{name}.mp4"
+        write_with_b_frames(path, times)
+        yield name, path
+
+
+def test_skipping_off_grid_frames_keeps_frames_times_and_pixels(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="engine.decode.pyav")
+    for name, path in skipped_clips(tmp_path):
+        for fps in (4.0, 2.0, 1.0):
+            caplog.clear()
+            chunks = list(iter_frames_pyav(str(path), fps, short_side=48, chunk_frames=5))
+            got, t = np.concatenate([c.frames for c in chunks]), np.concatenate([c.t for c in chunks])
+            want, want_t = reference_frames(path, fps, 48)
+            assert t.tolist() == want_t.tolist(), (name, fps)
+            assert np.array_equal(got, want), (name, fps)
+            skipped = [r.getMessage() for r in caplog.records if "frames decoded" in r.getMessage()]
+            assert skipped and not skipped[0].split(": ")[1].startswith("150 of"), (name, fps, skipped)
+
+
+def test_a_stream_that_breaks_the_prediction_is_decoded_again_after_the_last_frame_yielded(tmp_path, monkeypatch):
+    from engine.decode import pyav
+    path = dict(skipped_clips(tmp_path))["vfr"]
+    want, want_t = reference_frames(path, 4.0, 48)
+    real = pyav._frames_skipping
+
+    def breaks_after_two_chunks(*args, **kw):
+        for i, chunk in enumerate(real(*args, **kw)):
+            if i == 2:
+                raise pyav._Unpredictable("as a damaged stream would")
+            yield chunk
+
+    monkeypatch.setattr(pyav, "_frames_skipping", breaks_after_two_chunks)
+    chunks = list(iter_frames_pyav(str(path), 4.0, short_side=48, chunk_frames=5))
+    assert np.concatenate([c.t for c in chunks]).tolist() == want_t.tolist()
+    assert np.array_equal(np.concatenate([c.frames for c in chunks]), want)
+    monkeypatch.setattr(pyav, "_frames_skipping", real)
+    monkeypatch.setattr(pyav, "_LOOKAHEAD", 0)  # no look-ahead: a B-frame's packet comes too late, and is caught
+    chunks = list(iter_frames_pyav(str(path), 4.0, short_side=48, chunk_frames=5))
+    assert np.concatenate([c.t for c in chunks]).tolist() == want_t.tolist()

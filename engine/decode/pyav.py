@@ -90,16 +90,96 @@ def display_rotation(path: str) -> int:
     return 0
 
 
-def _rgb(frame, short_side: int) -> np.ndarray:
-    w, h = scaled_size(frame.width, frame.height, short_side)
-    arr = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
-    # `rotation` is the counterclockwise angle of the display matrix; np.rot90 turns counterclockwise
-    return rotate(arr[None], getattr(frame, "rotation", 0) or 0)[0]
+# Decoders whose ``skip_frame = NONREF`` drops only frames that no other frame refers to, so the frames that are
+# decoded come out with the same pixels: H.264 (a slice with nal_ref_idc 0 is never a reference). Not HEVC: its
+# "sub-layer non-reference" pictures may still be references for pictures of higher temporal layers.
+_SKIPPABLE_CODECS = ("h264",)
+# Packets demuxed ahead of the decoder: a frame's display interval ends at the next presentation time, which in
+# decode order can come up to a few mini-GOPs later (x264's B-pyramid: 2 x (B-frames + 1) packets).
+_LOOKAHEAD = 48
+
+
+class _Unpredictable(Exception):
+    """The stream did something the skipping path cannot prove exact (missing or repeated timestamps, frames out of
+    order, a decode error): the caller decodes again without skipping."""
+
+
+class _Chunks:
+    """Converts kept frames into chunks of ``chunk_frames``, in a thread of its own while the decoder goes on (swscale
+    runs without the GIL): one swscale context for the whole stream (a frame's own ``reformat`` builds a new one,
+    with its threads, every call), pixels written straight into the chunk (no list of arrays stacked)."""
+
+    def __init__(self, chunk_frames: int, short_side: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from av.video.reformatter import VideoReformatter
+        self.n, self.short_side = max(1, chunk_frames), short_side
+        self.reformatter = VideoReformatter()
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="frame-convert")
+        self.converting: list = []  # futures of the current chunk's conversions
+        self.buf: np.ndarray | None = None
+        self.t: list[float] = []
+
+    def _convert(self, frame, w: int, h: int, degrees: int, buf: np.ndarray, i: int) -> None:
+        # swscale's output does not depend on its thread count (checked); one thread leaves the cores to the decoder
+        arr = self.reformatter.reformat(frame, width=w, height=h, format="rgb24", threads=1).to_ndarray()
+        # `rotation` is the counterclockwise angle of the display matrix (rare: phones)
+        buf[i] = rotate(arr[None], degrees)[0] if degrees else arr
+
+    def add(self, frame, t: float) -> list[FrameChunk]:
+        """Convert ``frame`` (shown at ``t``) and return the chunks it completes."""
+        w, h = scaled_size(frame.width, frame.height, self.short_side)
+        degrees = getattr(frame, "rotation", 0) or 0
+        shape = (w, h, 3) if round(degrees / 90) % 2 else (h, w, 3)  # a quarter turn swaps width and height
+        done = []
+        if self.buf is not None and self.buf.shape[1:] != shape:  # the picture size changed mid-stream
+            done.append(self.take())
+        if self.buf is None:
+            self.buf = np.empty((self.n, *shape), np.uint8)
+        self.converting.append(self.pool.submit(self._convert, frame, w, h, degrees, self.buf, len(self.t)))
+        self.t.append(t)
+        if len(self.t) == self.n:
+            done.append(self.take())
+        return done
+
+    def take(self) -> FrameChunk:
+        """The frames added so far, as a chunk, once converted."""
+        for f in self.converting:
+            f.result()
+        n = len(self.t)
+        frames = self.buf if n == len(self.buf) else self.buf[:n].copy()
+        chunk = FrameChunk(frames, np.asarray(self.t, dtype=np.float64))
+        self.buf, self.t, self.converting = None, [], []
+        return chunk
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def iter_frames_pyav(path: str, fps: float | None, short_side: int = 256, chunk_frames: int = 32,
-                     threads: int = 0, **_) -> Iterator[FrameChunk]:
-    """Frames on the ``k / fps`` grid (every frame when ``fps`` is falsy), in chunks, by presentation time."""
+                     threads: int = 0, skip_nonref: bool = True, **_) -> Iterator[FrameChunk]:
+    """Frames on the ``k / fps`` grid (every frame when ``fps`` is falsy), in chunks, by presentation time.
+
+    Every frame is decoded, except (``skip_nonref``) H.264 frames that no other frame refers to and that are not
+    on the grid: the decoder skips those. Which frames are on the grid is worked out from the packets'
+    timestamps, read a little ahead of the decoder, and checked against every frame that comes out; when a stream
+    breaks a rule that this relies on, its frames are decoded again without skipping, from after the last one
+    yielded. Either way the frames, their ``t`` and their pixels are those of a full decode.
+    """
+    last_t = None
+    if skip_nonref and fps:
+        try:
+            for chunk in _frames(path, fps, short_side, chunk_frames, threads, skip=True):
+                yield chunk
+                last_t = float(chunk.t[-1])
+            return
+        except _Unpredictable as why:
+            log.debug("%s: decoding again without skipping frames, after t=%s (%s)", path, last_t, why)
+    yield from _frames(path, fps, short_side, chunk_frames, threads, skip=False, after=last_t)
+
+
+def _frames(path: str, fps: float | None, short_side: int, chunk_frames: int, threads: int, skip: bool,
+            after: float | None = None) -> Iterator[FrameChunk]:
     with _open(path) as c:
         if not c.streams.video:
             return
@@ -107,41 +187,145 @@ def iter_frames_pyav(path: str, fps: float | None, short_side: int = 256, chunk_
         stream.thread_type = "AUTO"
         if threads:
             stream.codec_context.thread_count = threads
-        tb = float(stream.time_base)
-        default_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / 25
-        frames, times = [], []
-        pending = None  # the previous frame: kept until the next one tells how long it was on screen
+        rate = float(stream.average_rate) if stream.average_rate else 0.0
+        chunks = _Chunks(chunk_frames, short_side)
         try:
-            for frame in c.decode(stream):
-                if frame.pts is None:
+            if skip and (stream.codec_context.name in _SKIPPABLE_CODECS and stream.codec_context.has_b_frames
+                         and rate and fps * 2 <= rate):
+                yield from _frames_skipping(c, stream, fps, chunks)
+            else:
+                yield from _frames_all(c, stream, path, fps, chunks, after)
+        finally:
+            chunks.close()
+
+
+def _frames_all(c, stream, path: str, fps: float | None, chunks: _Chunks,
+                after: float | None) -> Iterator[FrameChunk]:
+    """Decode every frame; keep those on the grid (shown after ``after``, when given)."""
+    tb = float(stream.time_base)
+    default_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / 25
+    pending = None  # the previous frame: kept until the next one tells how long it was on screen
+    try:
+        for frame in c.decode(stream):
+            if frame.pts is None:
+                continue
+            t = frame.pts * tb
+            if pending is not None:
+                pf, pt = pending
+                if t <= pt:  # out-of-order or duplicate timestamp: keep the first one shown
                     continue
-                t = frame.pts * tb
-                if pending is not None:
-                    pf, pt = pending
-                    if t <= pt:  # out-of-order or duplicate timestamp: keep the first one shown
-                        continue
-                    if on_grid(pt, t, fps):
-                        frames.append(_rgb(pf, short_side))
-                        times.append(pt)
-                        if len(frames) >= chunk_frames:
-                            yield FrameChunk(np.stack(frames), np.asarray(times, dtype=np.float64))
-                            frames, times = [], []
-                pending = (frame, t)
-        except MediaError:
-            raise
-        except Exception as exc:
-            if pending is None:
-                raise MediaError(f"video does not decode ({type(exc).__name__}: {exc})", file=path) from None
-            # a truncated file: keep what decoded, say so
-            log.warning("%s: video decoding stopped early at %.2fs (%s)", path, pending[1], exc)
-        if pending is not None:
-            pf, pt = pending
-            dur = float(pf.duration * tb) if getattr(pf, "duration", None) else default_step
-            if on_grid(pt, pt + dur, fps):
-                frames.append(_rgb(pf, short_side))
-                times.append(pt)
-        if frames:
-            yield FrameChunk(np.stack(frames), np.asarray(times, dtype=np.float64))
+                if on_grid(pt, t, fps) and (after is None or pt > after):
+                    yield from chunks.add(pf, pt)
+            pending = (frame, t)
+    except MediaError:
+        raise
+    except Exception as exc:
+        if pending is None:
+            raise MediaError(f"video does not decode ({type(exc).__name__}: {exc})", file=path) from None
+        # a truncated file: keep what decoded, say so
+        log.warning("%s: video decoding stopped early at %.2fs (%s)", path, pending[1], exc)
+    if pending is not None:
+        pf, pt = pending
+        dur = float(pf.duration * tb) if getattr(pf, "duration", None) else default_step
+        if on_grid(pt, pt + dur, fps) and (after is None or pt > after):
+            yield from chunks.add(pf, pt)
+    if chunks.t:
+        yield chunks.take()
+
+
+def _frames_skipping(c, stream, fps: float, chunks: _Chunks) -> Iterator[FrameChunk]:
+    """:func:`_frames_all`'s frames, with the decoder skipping the non-reference frames that are off the grid.
+
+    A frame's display interval ends at the next presentation time among all packets, the same end a full decode
+    finds in the next frame, as long as every packet's frame comes out of the decoder, in timestamp order: checked
+    here frame by frame (anything else raises :class:`_Unpredictable`).
+    """
+    from bisect import bisect_right, insort
+    from collections import deque
+
+    cc = stream.codec_context
+    tb = float(stream.time_base)
+    default_step = 1.0 / float(stream.average_rate)
+    seen: list[int] = []      # every packet's pts so far, sorted
+    expected: list[int] = []  # pts of the frames sent without skipping, sorted: each must come out
+    queue: deque = deque()     # packets read but not yet decoded
+    state = {"horizon": None, "last": None, "complete": False, "n_out": 0}
+
+    def succ(pts: int) -> int | None:
+        i = bisect_right(seen, pts)
+        return seen[i] if i < len(seen) else None
+
+    def kept(pts: int, frame=None) -> bool:
+        nxt = succ(pts)
+        if nxt is not None:
+            return on_grid(pts * tb, nxt * tb, fps)
+        if frame is None:  # the last frame: its length comes from the frame itself, once decoded
+            return True
+        dur = float(frame.duration * tb) if getattr(frame, "duration", None) else default_step
+        return on_grid(pts * tb, pts * tb + dur, fps)
+
+    def received(frame) -> list[FrameChunk]:
+        pts = frame.pts
+        if pts is None or (state["last"] is not None and pts <= state["last"]):
+            raise _Unpredictable("a frame without a timestamp, or out of order")
+        i = bisect_right(seen, pts)
+        if i == 0 or seen[i - 1] != pts:
+            raise _Unpredictable("a frame whose timestamp no packet had")
+        if expected and expected[0] < pts:
+            raise _Unpredictable("a frame the decoder was not asked to skip did not come out")
+        if expected and expected[0] == pts:
+            expected.pop(0)
+        if succ(pts) is None and not state["complete"]:
+            raise _Unpredictable("a frame shown after every packet read so far")
+        state["last"], state["n_out"] = pts, state["n_out"] + 1
+        return chunks.add(frame, pts * tb) if kept(pts, frame) else []
+
+    def send(packet) -> list[FrameChunk]:
+        pts = packet.pts
+        nxt = succ(pts)
+        skip = nxt is not None and not kept(pts)
+        if nxt is not None:
+            state["horizon"] = nxt if state["horizon"] is None else max(state["horizon"], nxt)
+        if not skip:
+            insort(expected, pts)  # sent in decode order, comes out in presentation order
+        cc.skip_frame = "NONREF" if skip else "DEFAULT"
+        out = []
+        for frame in stream.decode(packet):
+            out += received(frame)
+        return out
+
+    try:
+        for packet in c.demux(stream):
+            if packet.size == 0:  # the flushing packet at the end
+                continue
+            pts = packet.pts
+            if pts is None or packet.is_discard or packet.is_corrupt:
+                raise _Unpredictable("a packet without a timestamp, or marked discard or corrupt")
+            i = bisect_right(seen, pts)
+            if i and seen[i - 1] == pts:
+                raise _Unpredictable("two packets with one timestamp")
+            if state["horizon"] is not None and pts < state["horizon"]:
+                raise _Unpredictable("a packet arrived too late for the frames already decided")
+            seen.insert(i, pts)
+            queue.append(packet)
+            if len(queue) > _LOOKAHEAD:
+                yield from send(queue.popleft())
+        state["complete"] = True
+        while queue:
+            yield from send(queue.popleft())
+        cc.skip_frame = "DEFAULT"
+        for frame in stream.decode(None):
+            yield from received(frame)
+    except _Unpredictable:
+        raise
+    except Exception as exc:  # a decode error: the full decode reports it as it always has
+        raise _Unpredictable(f"{type(exc).__name__}: {exc}") from None
+    if expected:
+        raise _Unpredictable("frames the decoder was not asked to skip did not come out")
+    if chunks.t:
+        yield chunks.take()
+    log.debug("%s: %d of %d frames decoded (the others skipped: off the grid, referred to by none)",
+              c.name, state["n_out"], len(seen))
 
 
 def decode_audio(path: str, sample_rate: int, chunk_s: float = 10.0) -> AudioTrack | None:
