@@ -31,6 +31,32 @@ EN_B7 = ["Dialogue_ID", "Utterance_ID", "Utterance", "basic_corrected", "basic_c
 ZH_B7 = ["video_id", "clip_id", "clip_id_file", "text", "ds_label", "ds_confidence", "confidence_tier"]
 
 
+# Utterance lengths of the release (its Basic-7 tables: 5,000 MELD-Core and 3,785 CH-SIMS v2 utterances, nearly
+# all distinct): percentiles 0, 5, 25, 50, 75, 95, 99, 100 of words per English and characters per Chinese utterance.
+# The text encoder's cost grows with length, so the generated sentences follow these, and are all distinct.
+LENGTHS = {"en": ([0, 5, 25, 50, 75, 95, 99, 100], [2, 5, 8, 11, 16, 23, 31, 45]),
+           "zh": ([0, 5, 25, 50, 75, 95, 99, 100], [3, 7, 11, 16, 21, 31, 38, 50])}
+EN_WORDS = sorted({w.strip(",.!?").lower() for s in EN for w in s.split()} | set(
+    "yeah well look listen honey guys really just think about the coffee apartment tonight tomorrow ross rachel "
+    "monica joey chandler phoebe date job party wedding baby mom dad love hate sorry thanks please maybe never "
+    "always something nothing everything somebody nobody going gonna wanna told said know mean feel want need "
+    "little big huge whole great good bad funny weird crazy okay sure right wrong here there where when why how "
+    "what who with without because but and or so if then than like kind of some any every again still".split()))
+ZH_CHARS = sorted({c for s in ZH for c in s if c.isalpha()} | set(
+    "我你他她们的是了不在有这个人来去说要就都会没看好想知道吧吗呢啊真太对还怎么样什么时候今天明天家里工作"
+    "朋友喜欢觉得可以已经一下现在因为所以如果但是老婆公司钱事情问题自己出手"))
+
+
+def _sentence(rng: np.random.Generator, lang: str, k: int) -> str:
+    """A distinct utterance ``k`` of the release's length distribution (words of English, characters of Chinese)."""
+    q, v = LENGTHS[lang]
+    n = max(1, int(round(np.interp(rng.uniform(0, 100), q, v))))
+    if lang == "en":
+        words = [EN_WORDS[i] for i in rng.integers(0, len(EN_WORDS), n)]
+        return f"{' '.join(words).capitalize()} {k}{'.?!'[k % 3]}"
+    return "".join(ZH_CHARS[i] for i in rng.integers(0, len(ZH_CHARS), n)) + f"{k}{'。？！'[k % 3]}"
+
+
 def _write_clip(job: tuple[str, float, int]) -> None:
     """One clip: a noisy still picture per clip with a moving bar (so every frame differs), a tone."""
     from engine.media import write_media
@@ -61,8 +87,9 @@ def _xlsx(path: Path, header: list, rows: list) -> None:
 
 def clip_corpus(n_clips: int, zh_share: float = 0.125, seed: int = 0) -> Path:
     """A static checkout of ``n_clips`` clips, MELD first and a ``zh_share`` of CH-SIMS v2; 1.2-3.6 s each
-    (2.4 s on average, like MELD's and CH-SIMS's utterances), 160x120, 25 fps, H.264 + 44.1 kHz AAC."""
-    key = {"kind": "clips", "n": n_clips, "zh": zh_share, "size": list(SIZE), "fps": FPS, "seed": seed, "v": 2}
+    (2.4 s on average, like MELD's and CH-SIMS's utterances), 160x120, 25 fps, H.264 + 44.1 kHz AAC; every
+    utterance distinct, of the release's lengths (:data:`LENGTHS`)."""
+    key = {"kind": "clips", "n": n_clips, "zh": zh_share, "size": list(SIZE), "fps": FPS, "seed": seed, "v": 3}
     path = WORK / f"corpus-clips-{n_clips}"
     if _complete(path, key):
         return path
@@ -77,13 +104,13 @@ def clip_corpus(n_clips: int, zh_share: float = 0.125, seed: int = 0) -> Path:
         votes = (rng.integers(1, 4, len(PROBS)) / 3 * (rng.random(len(PROBS)) < 0.12)).round(4).tolist()  # 1/3..1
         if k < n_clips - n_zh:
             d, u = divmod(k, 8)
-            text = EN[k % len(EN)]
+            text = _sentence(rng, "en", k)
             rel = BASE / "English" / "train_splits" / f"dia{d}_utt{u}.mp4"
             tables["en_b7"].append([d, u, text, label, conf])
             tables["en_go"].append([d, u, text, *votes])
         else:
             v, c = divmod(k, 8)
-            video, clip, text = f"video_{v:04d}", f"{c + 1:04d}", ZH[k % len(ZH)]
+            video, clip, text = f"video_{v:04d}", f"{c + 1:04d}", _sentence(rng, "zh", k)
             rel = BASE / "Chinese" / "Raw" / video / f"{clip}.mp4"
             tables["zh_b7"].append([video, clip, clip, text, label, conf, "high" if conf >= 0.5 else "low"])
             tables["zh_go"].append([video, c + 1, text, *votes])  # the release stores these ids as numbers

@@ -3,7 +3,7 @@
 Every mistake is one line naming the file, the dotted key and what is allowed; all of them are reported at once,
 before anything starts (the schema is in :mod:`engine.config_schema`)::
 
-    my.yaml: decode.short_sid: unknown key (allowed: backend, device, short_side, chunk_frames, audio_chunk_s, threads)
+    my.yaml: decode.short_sid: unknown key (allowed: backend, device, short_side, upscale, chunk_frames, audio_chunk_s, threads)
     my.yaml: run.workers: 'two' is not an integer >= 0
 """
 from __future__ import annotations

@@ -37,6 +37,7 @@ class Decode(Section):
     backend: str = "auto"  # narrowed to the registered backends by run_config_model
     device: Literal["auto", "cpu", "gpu"] = "auto"
     short_side: Count = 256
+    upscale: bool = False
     chunk_frames: Positive = 32
     audio_chunk_s: Seconds = 10.0
     threads: Count = 0

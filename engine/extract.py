@@ -10,7 +10,9 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -53,16 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def cuda_usable() -> bool:
+    """Whether CUDA works on this machine. Where Linux shows no NVIDIA device (``/dev/nvidia0``..., or WSL's
+    ``/dev/dxg``) the answer is no without importing torch, 3 s of the driver's start on a CPU machine."""
+    if sys.platform.startswith("linux") and not (glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/dxg")):
+        return False
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        return False
+
+
 def resolve_decode(cfg: dict) -> tuple[dict, str]:
     """The decode settings with the backend resolved (``auto`` decided here, on the driver), and the precision
     of the encoders. Both enter the cache key: a store never mixes backends or precisions silently."""
     decode = dict(cfg["decode"])
     device = decode.get("device", "auto")
-    try:
-        import torch
-        cuda = torch.cuda.is_available()
-    except ImportError:  # pragma: no cover
-        cuda = False
+    cuda = cuda_usable()
     if device == "auto":
         device = "gpu" if cuda else "cpu"
     decode["backend"] = select_backend(decode.get("backend", "auto"), device)
@@ -82,6 +92,7 @@ def make_groups(cfg: dict, extractor_arg: str | None, decode: dict | None = None
         settings = {"dtype": cfg["store"]["dtype"], "weights": registry.weights_identity(spec)}
         if spec.modality == "visual":
             settings["short_side"] = cfg["decode"]["short_side"]
+            settings["upscale"] = bool(cfg["decode"].get("upscale", False))
             settings["decode"] = f"{decode['backend']}:{decode['device']}"  # pixels differ between backends
         if spec.device != "cpu":
             settings["precision"] = precision

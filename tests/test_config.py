@@ -61,7 +61,7 @@ def test_valid_user_file_merges_over_the_defaults(tmp_path):
 def test_unknown_nested_key_is_named_with_what_is_allowed(tmp_path):
     path = write(tmp_path, "decode:\n  short_sid: 128\n")
     assert mistakes(path) == [f"{path}: decode.short_sid: unknown key (allowed: backend, device, short_side, "
-                              "chunk_frames, audio_chunk_s, threads)"]
+                              "upscale, chunk_frames, audio_chunk_s, threads)"]
 
 
 @pytest.mark.parametrize("text, line", [
@@ -170,7 +170,7 @@ def test_cli_exits_2_before_ray_and_before_writing(tmp_path):
     assert result == {"codes": [2, 2, 2, 2], "ray": False}
     assert not any((tmp_path / name).exists() for name in runs)
     err = proc.stderr.splitlines()
-    assert f"{bad}: decode.short_sid: unknown key (allowed: backend, device, short_side, chunk_frames, " \
+    assert f"{bad}: decode.short_sid: unknown key (allowed: backend, device, short_side, upscale, chunk_frames, " \
            "audio_chunk_s, threads)" in err
     assert f"{bad}: store.dtype: 'float8' is not one of: float32, float16" in err
     assert f"{bad}: run.workers: 'two' is not an integer >= 0" in err

@@ -73,6 +73,17 @@ def test_odd_size_is_scaled_by_short_side_and_one_frame_video(tmp_path):
     assert t.tolist() == [0.0] and frames.shape == (1, H, W, 3)
 
 
+def test_small_pictures_are_not_scaled_up_unless_asked(tmp_path):
+    """A clip smaller than ``short_side`` keeps its pixels (scaling up only costs every extractor time)."""
+    p = tmp_path / "small.mp4"
+    write_media(str(p), 1.0, fps=5, size=(W, H))
+    native = next(iter_frames_pyav(str(p), None, short_side=96))
+    up = next(iter_frames_pyav(str(p), None, short_side=96, upscale=True))
+    assert native.frames.shape[1:] == (H, W, 3)
+    assert up.frames.shape[1:] == (96, 128, 3)
+    assert np.array_equal(native.frames, next(iter_frames_pyav(str(p), None, short_side=0)).frames)
+
+
 @pytest.mark.parametrize("degrees", [90, 270])
 def test_rotation_metadata_is_applied(tmp_path, degrees):
     p = tmp_path / "rot.mp4"

@@ -117,5 +117,5 @@ def iter_frames_pyav(path: str, fps: float | None, **kw) -> Iterator[FrameChunk]
 
 
 def display_rotation(path: str) -> int:
-    """Counterclockwise display rotation of a file's video, in degrees."""
-    return probe(path).rotation
+    """Counterclockwise display rotation of a file's video, in degrees (decodes its first frame)."""
+    return get_backend("pyav").display_rotation(path)

@@ -44,7 +44,7 @@ import numpy as np
 
 from kernels.align import on_grid
 
-from . import register_backend
+from . import display_rotation, register_backend
 from .types import BackendCannotDecode, FrameChunk, MediaInfo, scaled_size
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def _give_back(key: tuple, entry: tuple) -> None:
 
 # -------------------------------------------------------------------------------------------------- frames
 def iter_frames_dali(path: str, fps: float | None, *, info: MediaInfo, short_side: int = 256, chunk_frames: int = 32,
-                     threads: int = 0, device: str = "gpu", device_id: int | None = None,
+                     threads: int = 0, device: str = "gpu", device_id: int | None = None, upscale: bool = False,
                      **_) -> Iterator[FrameChunk]:
     """Frames on the ``k / fps`` grid (every frame when ``fps`` is falsy), in chunks of ``chunk_frames``.
 
@@ -114,8 +114,8 @@ def iter_frames_dali(path: str, fps: float | None, *, info: MediaInfo, short_sid
     except Exception as exc:  # DALI refuses the file: say why, PyAV takes it
         raise BackendCannotDecode(f"DALI ({device}) does not open it: {_short(exc)}") from None
     tb = float(facts.time_base)
-    # DALI has no display matrix: turn frames upright as PyAV does (probed into info.rotation)
-    degrees = info.rotation if info is not None else 0
+    # DALI has no display matrix: turn frames upright as PyAV does
+    degrees = info.rotation if info is not None and info.rotation is not None else display_rotation(path)
     ready: list = []       # resized chosen frames not yet yielded
     ready_t: list = []
     n_ready = 0
@@ -124,7 +124,7 @@ def iter_frames_dali(path: str, fps: float | None, *, info: MediaInfo, short_sid
     def emit(frames, times):
         nonlocal n_ready
         if len(times):
-            w, h = scaled_size(frames.shape[2], frames.shape[1], short_side)
+            w, h = scaled_size(frames.shape[2], frames.shape[1], short_side, upscale)
             ready.append(rotate_frames(resize_frames(frames, h, w), degrees))
             ready_t.append(np.asarray(times, np.float64))
             n_ready += len(times)

@@ -72,13 +72,13 @@ def probe(path: str) -> MediaInfo:
                 info.video_start_s = float(v.start_time * v.time_base)
         if a is not None:
             info.audio_rate, info.audio_channels = a.codec_context.sample_rate, a.codec_context.channels
-    if info.has_video:
-        info.rotation = display_rotation(path)
     return info
 
 
 def display_rotation(path: str) -> int:
-    """Counterclockwise display rotation (degrees) of the first video frame: what :func:`_rgb` applies."""
+    """Counterclockwise display rotation (degrees) of the first video frame, as :class:`_Chunks` applies it to
+    every frame. It decodes a frame (PyAV shows no stream side data), so only a decoder that cannot turn frames
+    itself (DALI) asks for it."""
     with _open(path) as c:
         if not c.streams.video:
             return 0
@@ -99,6 +99,16 @@ _SKIPPABLE_CODECS = ("h264",)
 _LOOKAHEAD = 48
 
 
+_SHORT_S = 20.0  # streams shorter than this decode in one thread when decode.threads is 0 (auto)
+
+
+def _lasts_s(c, stream) -> float:
+    """How long a stream says it lasts (the container's length when it does not say; infinity when neither does)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return c.duration / 1e6 if c.duration is not None else float("inf")
+
+
 class _Unpredictable(Exception):
     """The stream did something the skipping path cannot prove exact (missing or repeated timestamps, frames out of
     order, a decode error): the caller decodes again without skipping."""
@@ -109,11 +119,11 @@ class _Chunks:
     runs without the GIL): one swscale context for the whole stream (a frame's own ``reformat`` builds a new one,
     with its threads, every call), pixels written straight into the chunk (no list of arrays stacked)."""
 
-    def __init__(self, chunk_frames: int, short_side: int):
+    def __init__(self, chunk_frames: int, short_side: int, upscale: bool = False):
         from concurrent.futures import ThreadPoolExecutor
 
         from av.video.reformatter import VideoReformatter
-        self.n, self.short_side = max(1, chunk_frames), short_side
+        self.n, self.short_side, self.upscale = max(1, chunk_frames), short_side, upscale
         self.reformatter = VideoReformatter()
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="frame-convert")
         self.converting: list = []  # futures of the current chunk's conversions
@@ -128,7 +138,7 @@ class _Chunks:
 
     def add(self, frame, t: float) -> list[FrameChunk]:
         """Convert ``frame`` (shown at ``t``) and return the chunks it completes."""
-        w, h = scaled_size(frame.width, frame.height, self.short_side)
+        w, h = scaled_size(frame.width, frame.height, self.short_side, self.upscale)
         degrees = getattr(frame, "rotation", 0) or 0
         shape = (w, h, 3) if round(degrees / 90) % 2 else (h, w, 3)  # a quarter turn swaps width and height
         done = []
@@ -157,7 +167,7 @@ class _Chunks:
 
 
 def iter_frames_pyav(path: str, fps: float | None, short_side: int = 256, chunk_frames: int = 32,
-                     threads: int = 0, skip_nonref: bool = True, **_) -> Iterator[FrameChunk]:
+                     threads: int = 0, skip_nonref: bool = True, upscale: bool = False, **_) -> Iterator[FrameChunk]:
     """Frames on the ``k / fps`` grid (every frame when ``fps`` is falsy), in chunks, by presentation time.
 
     Every frame is decoded, except (``skip_nonref``) H.264 frames that no other frame refers to and that are not
@@ -169,17 +179,17 @@ def iter_frames_pyav(path: str, fps: float | None, short_side: int = 256, chunk_
     last_t = None
     if skip_nonref and fps:
         try:
-            for chunk in _frames(path, fps, short_side, chunk_frames, threads, skip=True):
+            for chunk in _frames(path, fps, short_side, chunk_frames, threads, upscale, skip=True):
                 yield chunk
                 last_t = float(chunk.t[-1])
             return
         except _Unpredictable as why:
             log.debug("%s: decoding again without skipping frames, after t=%s (%s)", path, last_t, why)
-    yield from _frames(path, fps, short_side, chunk_frames, threads, skip=False, after=last_t)
+    yield from _frames(path, fps, short_side, chunk_frames, threads, upscale, skip=False, after=last_t)
 
 
-def _frames(path: str, fps: float | None, short_side: int, chunk_frames: int, threads: int, skip: bool,
-            after: float | None = None) -> Iterator[FrameChunk]:
+def _frames(path: str, fps: float | None, short_side: int, chunk_frames: int, threads: int, upscale: bool,
+            skip: bool, after: float | None = None) -> Iterator[FrameChunk]:
     with _open(path) as c:
         if not c.streams.video:
             return
@@ -187,8 +197,12 @@ def _frames(path: str, fps: float | None, short_side: int, chunk_frames: int, th
         stream.thread_type = "AUTO"
         if threads:
             stream.codec_context.thread_count = threads
+        elif _lasts_s(c, stream) < _SHORT_S:
+            # a short clip: starting and draining frame threads costs more CPU than they save (2x on 2.4 s clips),
+            # and a worker already decodes the next clip beside the encoders
+            stream.codec_context.thread_count = 1
         rate = float(stream.average_rate) if stream.average_rate else 0.0
-        chunks = _Chunks(chunk_frames, short_side)
+        chunks = _Chunks(chunk_frames, short_side, upscale)
         try:
             if skip and (stream.codec_context.name in _SKIPPABLE_CODECS and stream.codec_context.has_b_frames
                          and rate and fps * 2 <= rate):
@@ -328,6 +342,14 @@ def _frames_skipping(c, stream, fps: float, chunks: _Chunks) -> Iterator[FrameCh
               c.name, state["n_out"], len(seen))
 
 
+def _mono(parts: list[np.ndarray]) -> np.ndarray:
+    """Planar ``[channels, n]`` pieces as one mono float32 signal, the mean of the channels (one numpy call for a
+    run of pieces with the same channel count; the same values as piece by piece)."""
+    if len({p.shape[0] for p in parts}) == 1:
+        return np.concatenate(parts, axis=1).mean(axis=0, dtype=np.float32)
+    return np.concatenate([p.mean(axis=0, dtype=np.float32) for p in parts])
+
+
 def decode_audio(path: str, sample_rate: int, chunk_s: float = 10.0) -> AudioTrack | None:
     """The first audio stream as mono float32 at ``sample_rate`` (None when the file has no audio).
 
@@ -363,7 +385,7 @@ def decode_audio(path: str, sample_rate: int, chunk_s: float = 10.0) -> AudioTra
         def push(final=False):
             nonlocal pending, n_pending
             if pending:
-                emit(rs.push(torch.from_numpy(np.concatenate(pending))).numpy())
+                emit(rs.push(torch.from_numpy(_mono(pending))).numpy())
                 pending, n_pending = [], 0
             if final:
                 emit(rs.flush().numpy())
@@ -372,10 +394,11 @@ def decode_audio(path: str, sample_rate: int, chunk_s: float = 10.0) -> AudioTra
             for frame in c.decode(stream):
                 if start_s is None and frame.pts is not None:
                     start_s = float(frame.pts * stream.time_base)
-                for f in to_float.resample(frame):
+                # AAC (most films) decodes to planar float already: no conversion then
+                for f in ([frame] if frame.format.name == "fltp" else to_float.resample(frame)):
                     x = f.to_ndarray()  # [channels, n] planar float32
-                    pending.append(x.mean(axis=0, dtype=np.float32) if x.ndim == 2 else x.astype(np.float32))
-                    n_pending += pending[-1].shape[-1]
+                    pending.append(x if x.ndim == 2 else x[None])
+                    n_pending += x.shape[-1]
                 if n_pending >= chunk_n:
                     push()
         except Exception as exc:
@@ -394,6 +417,7 @@ class PyAVBackend:
     frames = staticmethod(iter_frames_pyav)
     audio = staticmethod(decode_audio)
     probe = staticmethod(probe)
+    display_rotation = staticmethod(display_rotation)
 
     @staticmethod
     def available(device: str = "cpu") -> tuple[bool, str]:

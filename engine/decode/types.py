@@ -22,7 +22,9 @@ class MediaInfo:
     fps: float | None = None
     audio_rate: int = 0
     audio_channels: int = 0
-    rotation: int = 0            # counterclockwise display rotation in degrees (phones)
+    # counterclockwise display rotation in degrees (phones); None: not read by the probe, which decodes nothing (PyAV
+    # turns each frame by its own; DALI, which cannot, asks engine.decode.display_rotation once per file)
+    rotation: int | None = None
     video_start_s: float = 0.0   # presentation time of the first video frame
     start_s: float = 0.0         # where the media timeline starts (the earliest stream)
     video_end_s: float | None = None  # where the video stream says it ends (None: unknown)
@@ -71,13 +73,15 @@ class AudioTrack:
         return len(self.wave) / self.sample_rate
 
 
-def scaled_size(w: int, h: int, short_side: int) -> tuple[int, int]:
-    """Width and height once the short side is ``short_side`` (even sizes; 0 keeps the native size).
+def scaled_size(w: int, h: int, short_side: int, upscale: bool = False) -> tuple[int, int]:
+    """Width and height once the short side is ``short_side`` (even sizes; 0 keeps the native size). A picture
+    whose short side is already at most ``short_side`` keeps its size unless ``upscale``: interpolating up adds no
+    information, only pixels for every extractor to process.
 
-    >>> scaled_size(640, 360, 256)
-    (456, 256)
+    >>> scaled_size(640, 360, 256), scaled_size(160, 120, 256), scaled_size(160, 120, 256, upscale=True)
+    ((456, 256), (160, 120), (342, 256))
     """
-    if not short_side or min(w, h) <= 0:
+    if not short_side or min(w, h) <= 0 or (min(w, h) <= short_side and not upscale):
         return w, h
     s = short_side / min(w, h)
     # even sizes keep swscale on its fast paths; never below 2 pixels

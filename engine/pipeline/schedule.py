@@ -26,8 +26,11 @@ def check_span(job: Job, kind: str, first_s: float, last_s: float, tolerance_s: 
                          f"the file is damaged (tolerance {tolerance_s:g}s)", file=job.item.media)
 
 
-def run_visual(jobs: list[Job], extractor: Callable, decode: dict, backend: str, tolerance_s: float) -> None:
-    """Decode each item's frames on each visual rate's grid, in a background thread, and encode them."""
+def run_visual(jobs: list[Job], extractor: Callable, decode: dict, backend: str, tolerance_s: float,
+               after_item: Callable[[Job], None] | None = None) -> None:
+    """Decode each item's frames on each visual rate's grid, in a background thread, and encode them.
+    ``after_item(job)`` is called once an item's frames are all decoded (the decoder goes on with the next ones):
+    the caller's chance to do other work of the same thread between items."""
     for fps in sorted({g.spec.fps or 0.0 for j in jobs for g in j.needs("visual")}):
         batchers: dict[str, FrameBatcher] = {}
         todo = [(j, [g for g in j.needs("visual") if (g.spec.fps or 0.0) == fps]) for j in jobs]
@@ -38,6 +41,7 @@ def run_visual(jobs: list[Job], extractor: Callable, decode: dict, backend: str,
                 try:
                     for chunk in iter_frames(job.item.media, fps or None, backend=backend, info=job.info,
                                              short_side=decode.get("short_side", 256),
+                                             upscale=decode.get("upscale", False),
                                              chunk_frames=decode.get("chunk_frames", 32),
                                              threads=decode.get("threads", 0), device=decode.get("device", "cpu"),
                                              device_id=decode.get("device_id", 0), on_fallback=job.fell_back):
@@ -70,6 +74,8 @@ def run_visual(jobs: list[Job], extractor: Callable, decode: dict, backend: str,
                         check_span(job, "video", float(t_all[0]), float(t_all[-1]) + step, tolerance_s)
                     except MediaError as exc:
                         job.error = exc
+                if after_item is not None:
+                    after_item(job)
                 continue
             if job.error is not None:
                 continue

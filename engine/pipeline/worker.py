@@ -11,6 +11,7 @@ import os
 import threading
 import time
 import traceback
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import extractors as registry
@@ -143,20 +144,48 @@ class ShardProcessor:
         return job
 
     def _compute(self, jobs: list[Job]) -> None:
-        """Audio and video of a few items at a time (decode overlapping the encoders); text of all at once."""
+        """Every modality of the task's items, three threads feeding the encoders without a pause between items:
+
+        - text of all items at once, in a thread of its own from the start (the text encoder holds one core while
+          the other decodes and encodes pictures and sound);
+        - video of all items in one pass, decoded ahead of the visual encoders (:func:`run_visual`);
+        - audio decoded ``batch_items`` items ahead, in another thread, and encoded between two items' frames.
+        """
         d, tol = dict(self.plan.decode), self.plan.duration_tolerance_s
-        step = max(1, self.plan.batch_items)
-        with ThreadPoolExecutor(1, thread_name_prefix="audio-decode") as pool:
-            for i in range(0, len(jobs), step):
-                batch = jobs[i:i + step]
-                for job in batch:
-                    if job.needs("audio"):
-                        job.audio = pool.submit(decode_audio_tracks, job, d.get("audio_chunk_s", 10.0))
-                run_visual([j for j in batch if j.error is None], self.extractor, d, self.backend, tol)
-                run_audio([j for j in batch if j.error is None], self.extractor, tol)
-                if self._progress is not None:
-                    self._progress(len(batch))
-        run_text([j for j in jobs if j.error is None], self.extractor)
+        ahead = max(2, self.plan.batch_items)
+        waiting = deque(j for j in jobs if j.error is None and j.needs("audio"))  # audio not yet decoding
+        decoding: deque[Job] = deque()
+        reported: set[str] = set()  # items told to the progress bar (an item passes once per visual frame rate)
+
+        def pump(block: bool = False) -> None:
+            """Encode the audio decoded so far (waiting for the oldest when ``block``); keep ``ahead`` decoding."""
+            while decoding and (block or decoding[0].audio.done()):
+                run_audio([decoding.popleft()], self.extractor, tol)
+                block = False
+            while waiting and len(decoding) < ahead:
+                job = waiting.popleft()
+                job.audio = pool.submit(decode_audio_tracks, job, d.get("audio_chunk_s", 10.0))
+                decoding.append(job)
+
+        def after_item(job: Job) -> None:
+            pump(block=len(decoding) >= ahead)  # audio never falls more than `ahead` items behind the video
+            self._report(reported, [job])
+
+        with ThreadPoolExecutor(1, thread_name_prefix="text") as text_pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="audio-decode") as pool:
+            text = text_pool.submit(run_text, [j for j in jobs if j.error is None], self.extractor)
+            pump()
+            run_visual([j for j in jobs if j.error is None], self.extractor, d, self.backend, tol, after_item)
+            while decoding or waiting:
+                pump(block=True)
+            text.result()
+            self._report(reported, jobs)
+
+    def _report(self, reported: set[str], jobs: list[Job]) -> None:
+        new = [j.item.id for j in jobs if j.item.id not in reported]
+        reported.update(new)
+        if new and self._progress is not None:
+            self._progress(len(new))
 
     def _write(self, key: str, jobs: list[Job], old: "OldShard") -> None:
         if all(j.error is not None for j in jobs):  # nothing new: the published version stays as it is

@@ -35,6 +35,7 @@ class Packed:
     def __post_init__(self):
         # the same bytes as a plain ndarray: slicing an np.memmap costs ~10 us of bookkeeping a Dataset can skip
         self.rows = self.features.view(np.ndarray) if isinstance(self.features, np.memmap) else self.features
+        self.bounds = self.offsets.tolist()  # Python ints: an item's row range without numpy scalars
         if isinstance(self.pooled, np.memmap):
             self.pooled = self.pooled.view(np.ndarray)
 
@@ -49,7 +50,8 @@ class Modality:
 
     @property
     def features(self) -> np.ndarray:
-        return self._p.features[self._a:self._b]
+        """The item's rows ``[n, D]``: a read-only view of the shard's memory map (copy it to keep or change it)."""
+        return self._p.rows[self._a:self._b]
 
     @property
     def t(self) -> np.ndarray:
@@ -177,7 +179,7 @@ class ItemView:
             present = self.attrs.get("groups")
             for name, p in self.shard.packed.items():
                 if present is None or name in present:
-                    out[name] = Modality(p, int(p.offsets[k]), int(p.offsets[k + 1]))
+                    out[name] = Modality(p, p.bounds[k], p.bounds[k + 1])
             self._groups = out
         return self._groups
 
