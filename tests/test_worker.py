@@ -66,3 +66,28 @@ def test_clips_of_other_aspect_ratios_share_a_shard(tmp_path):
     for iid in ("Tall", "Wide"):
         np.testing.assert_allclose(np.asarray(store.item(iid).groups["visual"].features),
                                    np.asarray(ref.item(iid).groups["visual"].features), atol=1e-4)
+
+
+def test_progress_counts_each_item_once(tmp_path):
+    """Two visual rates mean two decode passes; the progress bar still hears of each item once, audio-only or not."""
+    root = make_corpus(tmp_path / "emos", FILMS)
+    items = discover("stream", root)
+    cfg = load_config()
+    cfg["extractors"] = {"frame_stats": {"fps": 2.0}}
+    out = tmp_path / "out"
+    FeatureStore(out, "stream").create()
+    plan = RunPlan(out=str(out), split="stream", groups=make_groups(cfg, "frame_stats,slow=efficientnet_lite0,"
+                                                                         "logmel,e5_small"),
+                   decode={"short_side": 64, "chunk_frames": 5}, batch_items=2)
+    assert sorted(g.spec.fps for g in plan.groups if g.modality == "visual") == [2.0, 4.0]
+    told = []
+    from engine.pipeline.plan import plan_shards
+    (task,), _ = plan_shards(items, plan.groups, {}, len(items), False)
+    results = ShardProcessor(plan).process(task, progress=told.append)
+    assert [r.status for r in results] == ["ok"] * 3
+    assert sum(told) == 3
+    store = open_store(out / "stream.zarr")
+    for iid in store.items():
+        groups = store.item(iid).groups
+        assert np.median(np.diff(groups["visual"].t)) == 0.5 and np.median(np.diff(groups["slow"].t)) == 0.25
+        assert len(groups["audio"].t) and len(groups["text"].t) == 2
