@@ -45,15 +45,23 @@ class Mode:
     reader_rounds: int
     rss_extractors: str         # the 60 s / 640 s memory test
     clips: int                  # generated static clips extracted by the engine and the plain loop
+    # durations of the EmoS-scale film corpus (the engine vs the usual loop, and vs the CPU bound); empty: the 1x
+    # corpus serves
+    emos_films: tuple[float, ...] = ()
     long_s: float = 640.0
     short_s: float = 60.0
 
+
+# Durations (s) of 13 of the release's 46 films: every fourth by length, from the shortest (The Imitation Game,
+# 25.7 s) to 走着瞧 (280.8 s), and the longest, 黑冰 (639.2 s); 2,032 s in all (the 46 last 5,728 s).
+EMOS_DURATIONS = (25.7, 59.99, 71.52, 77.18, 81.96, 94.16, 102.48, 110.79, 130.54, 151.64, 206.21, 280.83, 639.22)
 
 MODES = {
     "quick": Mode("quick", CHEAP, films=3, film_size=(640, 360), decode_rounds=3, reader_items=24,
                   reader_total_s=2400.0, reader_windows=2000, reader_rounds=5, rss_extractors=CHEAP, clips=300),
     "full": Mode("full", DEFAULT, films=9, film_size=(640, 360), decode_rounds=7, reader_items=46,
-                 reader_total_s=7200.0, reader_windows=5000, reader_rounds=9, rss_extractors=DEFAULT, clips=2000),
+                 reader_total_s=7200.0, reader_windows=5000, reader_rounds=9, rss_extractors=DEFAULT, clips=2000,
+                 emos_films=EMOS_DURATIONS),
 }
 
 
@@ -170,6 +178,21 @@ def _complete(path: Path, key: dict) -> bool:
     return marker.exists() and json.loads(marker.read_text()) == key
 
 
+def _scratch(path: Path) -> Path:
+    """A fresh temporary folder beside ``path`` to generate it in (published whole by :func:`_publish`)."""
+    tmp = WORK / f".tmp-{path.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def _monologue(duration_s: float, sentences: list) -> list:
+    """Sentences cycled to fill ``duration_s`` for ``write_film`` (its 0.3 s lead-in and tail, a 0.4 s gap after
+    each sentence): one every 4 s."""
+    n, rest = divmod(duration_s - 0.6, 4.0)
+    lengths = [3.6] * int(n) + ([rest - 0.4] if rest > 0.9 else [])
+    return [(*sentences[k % len(sentences)][:2], d) for k, d in enumerate(lengths)]
+
+
 def _publish(tmp: Path, path: Path, key: dict) -> Path:
     (tmp / ".complete").write_text(json.dumps(key))
     if path.exists():
@@ -188,8 +211,7 @@ def demo_corpus(n_films: int, size: tuple[int, int]) -> Path:
     path = WORK / f"corpus-demo-{n_films}-{size[0]}x{size[1]}"
     if _complete(path, key):
         return path
-    tmp = WORK / f".tmp-{path.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _scratch(path)
     demo = list(FILMS.items())
     for k in range(n_films):
         folder, (lang, title, sentences) = demo[k % len(demo)]
@@ -197,6 +219,25 @@ def demo_corpus(n_films: int, size: tuple[int, int]) -> Path:
         film = write_film(tmp, folder + suffix, lang, title + suffix, sentences, media=False)
         duration = json.loads((film / "sentence_level_timestamps.json").read_text())["duration"]
         write_textured(film / f"{film.name}.mp4", duration, size, seed=k)
+    return _publish(tmp, path, key)
+
+
+def films_corpus(durations: tuple[float, ...], size: tuple[int, int]) -> Path:
+    """An EmoS-layout root with one monologue per duration (demo sentences cycled, one every 4 s), its media a
+    :func:`write_textured` film (H.264 with B-frames, AAC) at frame size ``size``. Cached under ``benchmarks/.work``."""
+    from engine.datasets.demo import FILMS, write_film
+    key = {"kind": "films", "durations": list(durations), "size": list(size), "v": 1}
+    path = WORK / f"corpus-films-{len(durations)}-{size[0]}x{size[1]}"
+    if _complete(path, key):
+        return path
+    tmp = _scratch(path)
+    demo = list(FILMS.values())
+    for k, duration_s in enumerate(durations):
+        lang, _, demo_sentences = demo[k % len(demo)]
+        folder = f"Film {k + 1:02d} {int(duration_s)}s"
+        film = write_film(tmp, folder, lang, folder, _monologue(duration_s, demo_sentences), media=False)
+        duration = json.loads((film / "sentence_level_timestamps.json").read_text())["duration"]
+        write_textured(film / f"{folder}.mp4", duration, size, seed=k)
     return _publish(tmp, path, key)
 
 
@@ -208,8 +249,7 @@ def replicate(root: Path, copies: int) -> Path:
     path = WORK / f"{root.name}-x{copies}"
     if _complete(path, key):
         return path
-    tmp = WORK / f".tmp-{path.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _scratch(path)
     for film in sorted(p for p in (root / STREAM_DIR).iterdir() if p.is_dir()):
         for c in range(copies):
             name = f"{film.name} copy{c + 1}"
@@ -230,12 +270,9 @@ def long_film(duration_s: float, size: tuple[int, int] = (160, 120), fps: float 
     path = WORK / f"corpus-long-{int(duration_s)}s-{size[0]}x{size[1]}"
     if _complete(path, key):
         return path
-    tmp = WORK / f".tmp-{path.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _scratch(path)
     lang, _, demo_sentences = FILMS["Harbor Lights"]
-    n, rest = divmod(duration_s - 0.6, 4.0)  # write_film: 0.3 s lead-in and tail, a 0.4 s gap after each sentence
-    lengths = [3.6] * int(n) + ([rest - 0.4] if rest > 0.9 else [])
-    sentences = [(*demo_sentences[k % len(demo_sentences)][:2], d) for k, d in enumerate(lengths)]
+    sentences = _monologue(duration_s, demo_sentences)
     folder = f"Long {int(duration_s)}s"
     film_dir = write_film(tmp, folder, lang, folder, sentences, fps=fps, size=size, media=False)
     duration = json.loads((film_dir / "sentence_level_timestamps.json").read_text())["duration"]
@@ -519,11 +556,17 @@ class Context:
         if name not in self._corpora:
             m = self.mode
             makers = {"1x": lambda: demo_corpus(m.films, m.film_size),
+                      "films": lambda: films_corpus(m.emos_films, m.film_size),
                       "4x": lambda: replicate(self.corpus("1x"), 4),
                       "short": lambda: long_film(m.short_s), "long": lambda: long_film(m.long_s)}
             dt, self._corpora[name] = timed(make or makers[name])
             self.generation_s[name] = round(dt, 2)
         return self._corpora[name]
+
+    @property
+    def films(self) -> str:
+        """The film corpus the engine is compared on with the usual loop: EmoS-scale where the mode has one."""
+        return "films" if self.mode.emos_films else "1x"
 
     def store_dir(self, corpus: str) -> Path:
         return WORK / f"out-{self.mode.name}-{corpus}"

@@ -77,9 +77,12 @@ def results_md(mode: str, info: dict, results: list[Ratio], errors: dict, wall_s
         f"media: moving textured gradients with grain, {m.film_size[0]}x{m.film_size[1]}, 25 fps, H.264 by x264 "
         "veryfast with B-frames + AAC, so decoding costs about what real footage costs); 4x corpus: four copies of "
         "each film (media hard-linked); 60 s and 640 s films: 160x120, cheap near-static picture (engine.media)",
+        *([f"- EmoS-scale film corpus (`speedup_vs_sequential`, `pipeline_efficiency`, `cpu_bound_efficiency`): "
+           f"{len(m.emos_films)} films with durations of the release's ({sum(m.emos_films):.0f} s in all, "
+           f"{min(m.emos_films):.0f}-{max(m.emos_films):.0f} s), media as the 1x corpus's"] if m.emos_films else []),
         f"- clips: {m.clips} generated static clips (MELD and CH-SIMS v2 release layout, xlsx label tables; 1.2-3.6 s, "
-        "160x120, 25 fps, H.264 + AAC by engine.media), extractors `frame_stats,logmel,e5_small`; reads: a packed "
-        "store of 9,400 clips written with ShardWriter",
+        "160x120, 25 fps, H.264 + AAC by engine.media; distinct utterances of the release's lengths), extractors "
+        "`frame_stats,logmel,e5_small`; reads: a packed store of 9,400 clips written with ShardWriter",
         f"- corpus generation (s, 0 when reused from benchmarks/.work): {json.dumps(ctx.generation_s)}", "",
         "## Ratios", "",
         "*other CPU a/b*: the share of the machine's CPU that other processes (someone else's tests: the machine is "

@@ -157,13 +157,13 @@ def same_frames(media: str, fps: float | None) -> dict:
 
 
 def measure(ctx: Context) -> list[Ratio]:
-    eng = ctx.engine_run("1x")
-    npy_dir = ctx.store_dir("1x-sequential")
-    seq = run_child(["sequential", str(ctx.corpus("1x")), str(npy_dir), ctx.mode.extractors])
+    eng = ctx.engine_run(ctx.films)
+    npy_dir = ctx.store_dir(f"{ctx.films}-sequential")
+    seq = run_child(["sequential", str(ctx.corpus(ctx.films)), str(npy_dir), ctx.mode.extractors], timeout_s=3600)
     plan = make_plan(npy_dir, ctx.mode.extractors)
     groups = [g.name for g in plan.groups]
-    same = compare(ctx.store_dir("1x") / "stream.zarr", npy_dir, groups)
-    shortest = min(items_of(ctx.corpus("1x")), key=lambda it: it.duration_s or 0.0)
+    same = compare(ctx.store_dir(ctx.films) / "stream.zarr", npy_dir, groups)
+    shortest = min(items_of(ctx.corpus(ctx.films)), key=lambda it: it.duration_s or 0.0)
     picked = {g.name: same_frames(shortest.media, g.spec.fps) for g in plan.groups if g.modality == "visual"}
     e_tput, s_tput = eng["media_s"] / eng["wall_s"], seq["media_s"] / seq["wall_s"]
     notes = [f"engine: {eng['media_s']:.1f} media s in {eng['wall_s']:.2f} s (Ray start-up {eng['ray_start_s']:.2f} s "
@@ -183,7 +183,7 @@ def measure(ctx: Context) -> list[Ratio]:
     return [Ratio("speedup_vs_sequential",
                   f"engine (`engine.extract.main`, extractors {ctx.mode.extractors}) vs the same extractors one item "
                   "at a time in one process, full-resolution RGB decode of every frame, np.save per item and "
-                  "modality; same 1x corpus, fresh process each",
+                  f"modality; same {ctx.films} corpus, fresh process each",
                   "engine media s/s", e_tput, "sequential media s/s", s_tput, "media s per wall s",
                   e_tput / s_tput, ">= 2x", notes,
                   {"engine": eng, "sequential": seq, "features": same, "frames": picked},

@@ -106,7 +106,7 @@ class RunPlan:
     threads: int = 0
     half_precision: bool = True
     pooled: bool = False               # the dataset's items are clips: store one mean vector per group and item
-    batch_items: int = 8               # items of a shard that share encoder batches
+    batch_items: int = 8               # items whose audio a worker decodes ahead of the encoders
     device: str = "cpu"                # the device extractors run on (set in the actor)
 
 

@@ -25,7 +25,7 @@ class Dataset:
     name = ""
     clip_level = False      # items are short clips: the store adds one mean vector per modality and item
     shard_items = 1         # items packed per store shard (a setting may override it)
-    items_per_task = 1      # items that share encoder batches in a worker
+    items_per_task = 1      # items whose audio a worker decodes ahead (run.items_per_task)
 
     def discover(self, root: Path, config: dict) -> list[Item]:  # pragma: no cover - abstract
         """Every item under ``root``, each with its labels or its error (never an exception for one item)."""
