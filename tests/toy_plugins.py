@@ -46,8 +46,9 @@ class ToyBackend:
         with av.open(path) as c:
             stream = c.streams.video[0]
             frames = [(f.pts * float(stream.time_base), f) for f in c.decode(stream)]
+            step = 1.0 / float(stream.average_rate)  # read while the container is open: after, it is freed memory
         for k, (t, f) in enumerate(frames):
-            t_next = frames[k + 1][0] if k + 1 < len(frames) else t + 1.0 / float(stream.average_rate)
+            t_next = frames[k + 1][0] if k + 1 < len(frames) else t + step
             if on_grid(t, t_next, fps):
                 w, h = scaled_size(f.width, f.height, short_side)
                 yield FrameChunk(f.reformat(width=w, height=h, format="rgb24").to_ndarray()[None],
