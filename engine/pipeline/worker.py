@@ -153,7 +153,8 @@ class ShardProcessor:
         """
         d, tol = dict(self.plan.decode), self.plan.duration_tolerance_s
         ahead = max(2, self.plan.batch_items)
-        waiting = deque(j for j in jobs if j.error is None and j.needs("audio"))  # audio not yet decoding
+        live = [j for j in jobs if j.error is None]
+        waiting = deque(j for j in live if j.needs("audio"))  # audio not yet decoding
         decoding: deque[Job] = deque()
         reported: set[str] = set()  # items told to the progress bar (an item passes once per visual frame rate)
 
@@ -173,9 +174,9 @@ class ShardProcessor:
 
         with ThreadPoolExecutor(1, thread_name_prefix="text") as text_pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="audio-decode") as pool:
-            text = text_pool.submit(run_text, [j for j in jobs if j.error is None], self.extractor)
+            text = text_pool.submit(run_text, live, self.extractor)
             pump()
-            run_visual([j for j in jobs if j.error is None], self.extractor, d, self.backend, tol, after_item)
+            run_visual(live, self.extractor, d, self.backend, tol, after_item)
             while decoding or waiting:
                 pump(block=True)
             text.result()

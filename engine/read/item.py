@@ -62,6 +62,11 @@ class Modality:
         return self._p.attrs
 
 
+def _in_ram(arr_path: Path, dtype) -> np.ndarray:
+    """A small array of a shard, read straight into RAM (a memory map of it would cost more than the read)."""
+    return np.asarray(load_array(arr_path, mmap=False), dtype)
+
+
 class Shard:
     """A published shard. Its arrays are loaded together on first use, so one version is seen whole."""
 
@@ -101,18 +106,17 @@ class Shard:
             gattrs = read_attrs(g)
             if gattrs is None:
                 raise StoreError(f"{g}: modality group is missing; the store is damaged, re-run the extraction")
-            # what is held in RAM is read straight into it (a memory map of each would cost more than the read)
-            offsets = np.asarray(load_array(g / L.OFFSETS, mmap=False), np.int64)
+            offsets = _in_ram(g / L.OFFSETS, np.int64)
             feats = load_array(g / L.FEATURES)
-            t = np.asarray(load_array(g / L.TIMES, mmap=False), np.float64)
+            t = _in_ram(g / L.TIMES, np.float64)
             if len(offsets) != len(self.ids) + 1 or offsets[-1] != len(t) or len(feats) != len(t):
                 raise StoreError(f"{g}: row offsets, times and features disagree; the store is damaged")
             pooled = load_array(g / L.POOLED) if (g / L.POOLED / "zarr.json").is_file() else None
             groups[name] = Packed(name, feats, t, offsets, gattrs, pooled)
         seg = path / L.SEGMENTS
-        self.seg_offsets = np.asarray(load_array(seg / L.OFFSETS, mmap=False), np.int64)
-        self.seg_start = np.asarray(load_array(seg / "start", mmap=False), np.float64)
-        self.seg_end = np.asarray(load_array(seg / "end", mmap=False), np.float64)
+        self.seg_offsets = _in_ram(seg / L.OFFSETS, np.int64)
+        self.seg_start = _in_ram(seg / "start", np.float64)
+        self.seg_end = _in_ram(seg / "end", np.float64)
         # everything but the features (memory maps, which outlive a retired version) is read now, in RAM
         self._seg_text = np.array(load_array(seg / "text"), dtype=object)
         self._seg_text_raw = (np.array(load_array(seg / "text_raw"), dtype=object)
@@ -124,8 +128,8 @@ class Shard:
         for name in self.label_names:  # all now: the version read is the version seen
             self.label(name)
         tp = path / L.TURNING_POINTS
-        self.tp_offsets = np.asarray(load_array(tp / L.OFFSETS, mmap=False), np.int64)
-        self.tp = np.asarray(load_array(tp / "segment", mmap=False), np.int32)
+        self.tp_offsets = _in_ram(tp / L.OFFSETS, np.int64)
+        self.tp = _in_ram(tp / "segment", np.int32)
         self.groups = groups
 
     @property

@@ -97,7 +97,7 @@ class WindowDataset(torch.utils.data.Dataset):
         feats, masks = {}, {}
         for g in self.groups:
             p = packed[g]
-            a0, b0 = int(p.offsets[kk]), int(p.offsets[kk + 1])
+            a0, b0 = p.bounds[kk], p.bounds[kk + 1]
             a, b = int(self.rows[g][0][i]) + a0, int(self.rows[g][1][i]) + a0
             if self.pool:
                 feats[g] = torch.from_numpy(_pool(p, kk, a, b, a0, b0))
