@@ -10,6 +10,7 @@ True
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -63,7 +64,20 @@ def get_spec(name: str, overrides: dict | None = None) -> ExtractorSpec:
                 raise ValueError(f"extractor {name}: unknown setting {k!r}")
             merged[k] = {**merged[k], **v} if k == "params" and isinstance(v, dict) else v
         spec = ExtractorSpec(**merged)
-    return spec
+    return _resolved(spec)
+
+
+def _resolved(spec: ExtractorSpec) -> ExtractorSpec:
+    """``spec`` with every ``"auto"`` param made concrete by its module's ``resolve_params(params)``, so that the cache
+    key names what runs (an ``auto`` runtime that picks bf16 on one machine and not on another would otherwise mix
+    outputs under one key). Only an extractor with an ``auto`` param has its module imported here."""
+    if "auto" not in spec.params.values():
+        return spec
+    module = importlib.import_module(spec.entry.split(":", 1)[0])
+    resolve = getattr(module, "resolve_params", None)
+    if resolve is None:
+        raise ValueError(f"extractor {spec.name}: a param is 'auto' but {module.__name__} cannot resolve it")
+    return replace(spec, params=resolve(dict(spec.params)))
 
 
 def weights_identity(spec: ExtractorSpec) -> dict:

