@@ -112,6 +112,15 @@ def test_dataset_windows_and_segments_with_dataloader_workers(store_path):
     assert first["label"] == 3 and first["intensity"] == 2 and first["goemotions"][0] == 1
     seg = WindowDataset(store_path, by="segment", pool=True, groups=["visual", "text"])
     assert len(seg) == 6 and seg[1]["label"] == 5
+    reader = open_store(store_path)
+    for i, (iid, t0, t1, k) in enumerate(seg.index):  # every sample's labels are its segment's
+        lab, got = reader.item(iid).labels, seg[i]
+        assert (got["label"], got["intensity"]) == (int(lab["primary"][k]), int(lab["intensity"][k]))
+        np.testing.assert_array_equal(got["goemotions"].numpy(), lab["goemotions"][k])
+        rows = reader.window(iid, t0, t1)["visual"].features
+        want = rows.mean(0) if len(rows) else np.zeros(rows.shape[1])  # no rows: zeros, masked out
+        np.testing.assert_allclose(got["features"]["visual"].numpy(), want, rtol=1e-6)
+        assert bool(got["mask"]["visual"]) == (len(rows) > 0)
     assert seg[1]["features"]["visual"][0] == pytest.approx(np.arange(3.0, 6.0, 0.25).mean(), abs=1e-5)
 
 

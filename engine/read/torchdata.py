@@ -88,19 +88,30 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.s_item)
 
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_fast"}  # rebuilt in each DataLoader worker
+
+    def _fast_index(self) -> "_FastIndex":
+        """Per sample, as Python lists: its item's shard, absolute row ranges, whether a range is the whole item,
+        and its labels. Built once per process from the shard versions the index was built on."""
+        f = self.__dict__.get("_fast")
+        if f is None:
+            f = self._fast = _FastIndex(self)
+        return f
+
     def __getitem__(self, i: int) -> dict:
-        iid = self.item_ids[self.s_item[i]]
-        shard = self.reader._where[iid]
-        packed = shard.packed
-        kk = shard.pos[iid]
-        k = int(self.s_seg[i])
+        f = self._fast_index()
+        i = int(i)
+        iid, shard, kk = f.items[f.item_of[i]]
+        packed = shard.groups
         feats, masks = {}, {}
-        for g in self.groups:
-            p = packed[g]
-            a0, b0 = p.bounds[kk], p.bounds[kk + 1]
-            a, b = int(self.rows[g][0][i]) + a0, int(self.rows[g][1][i]) + a0
+        for g, (starts, ends, whole) in f.rows.items():
+            p, a, b = packed[g], starts[i], ends[i]
             if self.pool:
-                feats[g] = torch.from_numpy(_pool(p, kk, a, b, a0, b0))
+                if whole[i] and p.pooled is not None:  # the shard's precomputed mean: one row instead of all
+                    feats[g] = torch.from_numpy(np.array(p.pooled[kk], dtype=np.float32))
+                else:
+                    feats[g] = torch.from_numpy(_pool(p.rows[a:b], p.rows.shape[1]))
                 masks[g] = _TRUE if b > a else _FALSE  # shared constants: collate stacks them into a new tensor
                 continue
             x = torch.from_numpy(np.array(p.rows[a:b], dtype=np.float32))
@@ -110,27 +121,47 @@ class WindowDataset(torch.utils.data.Dataset):
             m = torch.zeros(L, dtype=torch.bool)
             m[:len(x)] = True
             feats[g], masks[g] = pad, m
-        label, inten, goemo = -1, -1, None
-        labels = shard.labels_loaded
-        if k >= 0 and "primary" in labels:
-            j = int(shard.seg_offsets[kk]) + k
-            label = int(labels["primary"][j])
-            inten = int(labels["intensity"][j]) if "intensity" in labels else -1
-            if "goemotions" in labels:
-                goemo = torch.from_numpy(np.asarray(labels["goemotions"][j], np.float32))
-        goemo = torch.zeros(N_GOEMOTIONS) if goemo is None else goemo
-        return {"item": iid, "t0": float(self.s_t0[i]), "t1": float(self.s_t1[i]), "segment": k, "features": feats,
-                "mask": masks, "label": label, "intensity": inten, "goemotions": goemo}
+        j = f.label_row[i]
+        goemo = torch.zeros(N_GOEMOTIONS)
+        if j >= 0 and shard.labels_loaded.get("goemotions") is not None:
+            goemo = torch.from_numpy(np.asarray(shard.labels_loaded["goemotions"][j], np.float32))
+        return {"item": iid, "t0": f.t0[i], "t1": f.t1[i], "segment": f.segment[i], "features": feats,
+                "mask": masks, "label": f.label[i], "intensity": f.intensity[i], "goemotions": goemo}
 
 
-def _pool(p, k: int, a: int, b: int, a0: int, b0: int) -> np.ndarray:
-    """The mean of rows ``[a, b)`` leaving NaN values out (a face absent from some frames); a window covering the
-    whole item reads the shard's precomputed mean (clips: one row instead of all of them)."""
-    if b <= a:
-        return np.zeros(p.features.shape[1], np.float32)
-    if p.pooled is not None and (a, b) == (a0, b0):
-        return np.array(p.pooled[k], dtype=np.float32)
-    x = np.asarray(p.rows[a:b], dtype=np.float32)
+class _FastIndex:
+    def __init__(self, ds: WindowDataset):
+        where = ds.reader._where
+        self.items = [(iid, where[iid], where[iid].pos[iid]) for iid in ds.item_ids]
+        self.item_of = ds.s_item.tolist()
+        si = ds.s_item
+        self.rows = {}
+        for g in ds.groups:
+            bounds = [it[1].packed[g].bounds for it in self.items]
+            a0 = np.array([b[it[2]] for b, it in zip(bounds, self.items)], np.int64)[si]
+            b0 = np.array([b[it[2] + 1] for b, it in zip(bounds, self.items)], np.int64)[si]
+            a, b = ds.rows[g][0] + a0, ds.rows[g][1] + a0
+            self.rows[g] = (a.tolist(), b.tolist(), ((a == a0) & (b == b0)).tolist())
+        self.t0, self.t1, self.segment = ds.s_t0.tolist(), ds.s_t1.tolist(), ds.s_seg.tolist()
+        seg_base = np.array([it[1].seg_offsets[it[2]] for it in self.items], np.int64)[si]
+        rows = np.where(ds.s_seg >= 0, seg_base + ds.s_seg, -1)
+        self.label_row = rows.tolist()
+        self.label, self.intensity = [-1] * len(rows), [-1] * len(rows)
+        for n, (_, shard, _) in enumerate(self.items):
+            labels = shard.labels_loaded
+            if "primary" not in labels:
+                continue
+            for i in np.flatnonzero((si == n) & (rows >= 0)).tolist():
+                self.label[i] = int(labels["primary"][rows[i]])
+                if "intensity" in labels:
+                    self.intensity[i] = int(labels["intensity"][rows[i]])
+
+
+def _pool(x: np.ndarray, dim: int) -> np.ndarray:
+    """The mean of rows ``x`` leaving NaN values out (a face absent from some frames); zeros for no rows."""
+    if len(x) <= 1:  # no rows, or one (a sentence's text): the mean is the row itself
+        return np.array(x[0], dtype=np.float32) if len(x) else np.zeros(dim, np.float32)
+    x = np.asarray(x, dtype=np.float32)
     m = x.mean(axis=0)
     if np.isnan(m).any():
         with np.errstate(all="ignore"):
