@@ -155,7 +155,8 @@ def packed_store(n_clips: int, per_shard: int = 1000, duration_s: float = 2.4, s
 
     from engine.pipeline.plan import new_shard_key
     from engine.store import FeatureStore, ItemRows
-    key = {"kind": "packed", "n": n_clips, "per_shard": per_shard, "s": duration_s, "seed": seed, "v": 1}
+    key = {"kind": "packed", "n": n_clips, "per_shard": per_shard, "s": duration_s, "seed": seed,
+           "v": 2}  # v2: shards with consolidated metadata
     path = WORK / f"clips-store-{n_clips}"
     if _complete(path, key):
         return path / "static.zarr", path / "npy", json.loads((path / "ids.json").read_text())

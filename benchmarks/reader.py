@@ -33,7 +33,7 @@ def build(n_items: int, total_s: float, seed: int = 0):
     """Write the store and the ``.npy`` copy (cached under ``benchmarks/.work``); returns (store, npy dir,
     {item: duration})."""
     from engine.store import FeatureStore, ItemRows
-    key = {"items": n_items, "total_s": total_s, "seed": seed, "v": 2}
+    key = {"items": n_items, "total_s": total_s, "seed": seed, "v": 3}  # v3: shards with consolidated metadata
     base = WORK / f"reader-{n_items}x{int(total_s)}s"
     store_path, npy = base / "stream.zarr", base / "npy"
     marker = base / "complete.json"

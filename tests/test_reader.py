@@ -82,6 +82,36 @@ def test_memory_mapped_and_valid_zarr(store_path):
     assert ds["offsets"].dims == ("item_edge",)
 
 
+def test_a_shard_carries_every_node_s_metadata_and_reads_the_same_without_it(store_path):
+    """Each shard's zarr.json holds the metadata of every node below it (zarr's inline consolidated metadata: one
+    file read per shard); it is exactly each node's own zarr.json, zarr and xarray use it, and a shard written
+    without it (an older store) reads the same rows."""
+    import json
+    r = open_store(store_path)
+    (shard,) = r.shards
+    meta = json.loads((shard.path / "zarr.json").read_text())
+    nodes = meta["consolidated_metadata"]["metadata"]
+    on_disk = {str(p.parent.relative_to(shard.path)): json.loads(p.read_text())
+               for p in shard.path.rglob("zarr.json") if p.parent != shard.path}
+    assert nodes == on_disk and "visual/features" in nodes and "labels/primary" in nodes
+    z = zarr.open_group(str(shard.path), mode="r")
+    assert z.metadata.consolidated_metadata is not None
+    np.testing.assert_array_equal(z["visual/t"][:], np.concatenate([r.item(i).groups["visual"].t for i in shard.ids]))
+    xr = pytest.importorskip("xarray")
+    assert xr.open_zarr(str(shard.path), group="text", consolidated=True)["features"].dims == ("time", "feature")
+    before = {i: (r.window(i, 0, 99), r.item(i).labels) for i in r.items()}
+    del meta["consolidated_metadata"]
+    (shard.path / "zarr.json").write_text(json.dumps(meta))
+    old = open_store(store_path)
+    assert old.shards[0].nodes is None
+    for i, (win, labels) in before.items():
+        for g, w in old.window(i, 0, 99).items():
+            np.testing.assert_array_equal(w.features, win[g].features)
+        assert old.item(i).labels.keys() == labels.keys()
+        for name, v in old.item(i).labels.items():
+            np.testing.assert_array_equal(v, labels[name])
+
+
 def test_streaming_is_causal(store_path):
     r = open_store(store_path)
     steps = list(r.stream("film b", hop_s=1.0, lookback_s=2.0))

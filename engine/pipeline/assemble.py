@@ -35,8 +35,9 @@ class OldShard:
         from ..read.item import Shard
         from ..store.zarrjson import read_attrs
         try:
-            attrs = read_attrs(path) or {}
-            shard = Shard(path, attrs, lambda s: s)
+            # the attributes alone: every array's own zarr.json is read and checked (not the consolidated copy),
+            # so that damaged metadata is found here and the shard rewritten
+            shard = Shard(path, {"attributes": read_attrs(path) or {}}, lambda s: s)
             shard.packed  # noqa: B018  (loads and checks every array now)
             return cls(shard)
         except (StoreError, OSError) as exc:  # a damaged version: nothing in it is reused

@@ -62,16 +62,50 @@ class Modality:
         return self._p.attrs
 
 
-def _in_ram(arr_path: Path, dtype) -> np.ndarray:
-    """A small array of a shard, read straight into RAM (a memory map of it would cost more than the read)."""
-    return np.asarray(load_array(arr_path, mmap=False), dtype)
+class _Nodes:
+    """The nodes of one shard version: from its consolidated metadata (one file read for the whole shard) or, for a
+    shard written without it, from each node's ``zarr.json``."""
+
+    def __init__(self, path: Path, consolidated: dict | None):
+        self.path, self.meta = path, consolidated
+
+    def exists(self, rel: str) -> bool:
+        return rel in self.meta if self.meta is not None else (self.path / rel / "zarr.json").is_file()
+
+    def attrs(self, rel: str) -> dict | None:
+        if self.meta is None:
+            return read_attrs(self.path / rel)
+        node = self.meta.get(rel)
+        return None if node is None else node.get("attributes", {})
+
+    def array(self, rel: str, dtype=None, mmap: bool = True) -> np.ndarray:
+        """An array: memory-mapped, or read into RAM as ``dtype`` (small arrays: a map would cost more)."""
+        meta = self.meta.get(rel) if self.meta is not None else None  # absent: read from disk (or missing)
+        if dtype is None:
+            return load_array(self.path / rel, mmap=mmap, meta=meta)
+        return np.asarray(load_array(self.path / rel, mmap=False, meta=meta), dtype)
+
+    def children(self, rel: str) -> list[str]:
+        """Names of the arrays directly inside group ``rel``."""
+        if self.meta is None:
+            return sorted(p.name for p in (self.path / rel).iterdir() if (p / "zarr.json").is_file())
+        head = rel + "/"
+        return sorted(k[len(head):] for k, m in self.meta.items()
+                      if k.startswith(head) and "/" not in k[len(head):] and m.get("node_type") == "array")
+
+
+def consolidated_of(meta: dict) -> dict | None:
+    """The inline consolidated metadata of a group's ``zarr.json`` (None when it has none)."""
+    c = meta.get("consolidated_metadata")
+    return c.get("metadata") if isinstance(c, dict) and isinstance(c.get("metadata"), dict) else None
 
 
 class Shard:
     """A published shard. Its arrays are loaded together on first use, so one version is seen whole."""
 
-    def __init__(self, path: Path, attrs: dict, reopen: Callable[["Shard"], "Shard"]):
-        self.path, self.attrs = path, attrs
+    def __init__(self, path: Path, meta: dict, reopen: Callable[["Shard"], "Shard"]):
+        attrs = meta.get("attributes", {})
+        self.path, self.attrs, self.nodes = path, attrs, consolidated_of(meta)
         self.key = attrs.get(L.SHARD_KEY, path.name.rpartition(".")[0])
         self.ids: list[str] = list(attrs.get(L.ITEM_IDS, []))
         self.item_attrs: dict = attrs.get(L.ITEM_ATTRS, {})
@@ -86,50 +120,50 @@ class Shard:
                 return
             for attempt in range(5):
                 try:
-                    self._load_arrays(self.path)
+                    self._load_arrays(_Nodes(self.path, self.nodes))
                     break
                 except (FileNotFoundError, StoreError):
                     if self.path.is_dir() or attempt == 4:
                         raise  # the version is still there: it is damaged
                     # the version was retired (a newer one published) while we read it: read the newest one whole
                     newer = self._reopen(self)
-                    self.path, self.attrs = newer.path, newer.attrs
+                    self.path, self.attrs, self.nodes = newer.path, newer.attrs, newer.nodes
                     self.ids, self.item_attrs, self.pos = newer.ids, newer.item_attrs, newer.pos
             self._loaded = True
 
-    def _load_arrays(self, path: Path) -> None:
-        if not path.is_dir():
-            raise FileNotFoundError(path)
+    def _load_arrays(self, nodes: _Nodes) -> None:
+        if not nodes.path.is_dir():
+            raise FileNotFoundError(nodes.path)
         groups = {}
         for name in self.attrs.get(L.GROUPS, []):
-            g = path / name
-            gattrs = read_attrs(g)
+            gattrs = nodes.attrs(name)
             if gattrs is None:
-                raise StoreError(f"{g}: modality group is missing; the store is damaged, re-run the extraction")
-            offsets = _in_ram(g / L.OFFSETS, np.int64)
-            feats = load_array(g / L.FEATURES)
-            t = _in_ram(g / L.TIMES, np.float64)
+                raise StoreError(f"{nodes.path / name}: modality group is missing; the store is damaged, re-run the "
+                                 "extraction")
+            offsets = nodes.array(f"{name}/{L.OFFSETS}", np.int64)
+            feats = nodes.array(f"{name}/{L.FEATURES}")
+            t = nodes.array(f"{name}/{L.TIMES}", np.float64)
             if len(offsets) != len(self.ids) + 1 or offsets[-1] != len(t) or len(feats) != len(t):
-                raise StoreError(f"{g}: row offsets, times and features disagree; the store is damaged")
-            pooled = load_array(g / L.POOLED) if (g / L.POOLED / "zarr.json").is_file() else None
+                raise StoreError(f"{nodes.path / name}: row offsets, times and features disagree; the store is "
+                                 "damaged")
+            pooled = nodes.array(f"{name}/{L.POOLED}") if nodes.exists(f"{name}/{L.POOLED}") else None
             groups[name] = Packed(name, feats, t, offsets, gattrs, pooled)
-        seg = path / L.SEGMENTS
-        self.seg_offsets = _in_ram(seg / L.OFFSETS, np.int64)
-        self.seg_start = _in_ram(seg / "start", np.float64)
-        self.seg_end = _in_ram(seg / "end", np.float64)
+        seg = L.SEGMENTS
+        self.seg_offsets = nodes.array(f"{seg}/{L.OFFSETS}", np.int64)
+        self.seg_start = nodes.array(f"{seg}/start", np.float64)
+        self.seg_end = nodes.array(f"{seg}/end", np.float64)
         # everything but the features (memory maps, which outlive a retired version) is read now, in RAM
-        self._seg_text = np.array(load_array(seg / "text"), dtype=object)
-        self._seg_text_raw = (np.array(load_array(seg / "text_raw"), dtype=object)
-                              if (seg / "text_raw" / "zarr.json").is_file() else None)
-        lab = path / L.LABELS
-        self.label_names = sorted(p.name for p in lab.iterdir() if p.name != L.OFFSETS and (p / "zarr.json").is_file())
-        self.label_attrs = {n: read_attrs(lab / n) or {} for n in self.label_names}
+        self._seg_text = np.array(nodes.array(f"{seg}/text"), dtype=object)
+        self._seg_text_raw = (np.array(nodes.array(f"{seg}/text_raw"), dtype=object)
+                              if nodes.exists(f"{seg}/text_raw") else None)
+        self.label_names = [n for n in nodes.children(L.LABELS) if n != L.OFFSETS]
+        self.label_attrs = {n: nodes.attrs(f"{L.LABELS}/{n}") or {} for n in self.label_names}
         self._labels: dict[str, np.ndarray] = {}
         for name in self.label_names:  # all now: the version read is the version seen
-            self.label(name)
-        tp = path / L.TURNING_POINTS
-        self.tp_offsets = _in_ram(tp / L.OFFSETS, np.int64)
-        self.tp = _in_ram(tp / "segment", np.int32)
+            self._labels[name] = np.array(nodes.array(f"{L.LABELS}/{name}", mmap=False))
+        tp = L.TURNING_POINTS
+        self.tp_offsets = nodes.array(f"{tp}/{L.OFFSETS}", np.int64)
+        self.tp = nodes.array(f"{tp}/segment", np.int32)
         self.groups = groups
 
     @property

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import StoreError
 from ..store import layout as L
 from ..store.writer import FeatureStore
-from ..store.zarrjson import read_attrs
+from ..store.zarrjson import read_attrs, read_meta
 from .item import ItemView, Shard, Window
 
 
@@ -71,10 +71,10 @@ class StoreReader:
         self._where: dict[str, Shard] = {}
         self.shards: list[Shard] = []
         for key, path in sorted(FeatureStore(self.path.parent, self.path.name[:-5]).shards().items()):
-            attrs = read_attrs(path)  # damaged metadata raises StoreError naming the file
-            if not attrs or attrs.get(L.COMPLETE) is not True:
+            meta = read_meta(path)  # damaged metadata raises StoreError naming the file
+            if not meta or meta.get("attributes", {}).get(L.COMPLETE) is not True:
                 continue
-            shard = Shard(path, attrs, self._reopen)
+            shard = Shard(path, meta, self._reopen)
             self.shards.append(shard)
             for iid in shard.ids:
                 self._where[iid] = shard

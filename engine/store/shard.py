@@ -12,7 +12,7 @@ import numpy as np
 
 from ..fingerprint import digest, file_blake2b
 from . import layout as L
-from .zarrjson import write_array, write_group
+from .zarrjson import consolidate, write_array, write_group
 
 
 def _fsync_tree(path: Path) -> None:
@@ -137,7 +137,8 @@ class ShardWriter:
                     full = os.path.join(dirpath, f)
                     digests[os.path.relpath(full, self.path)] = file_blake2b(full)
         version = time.time_ns()
-        write_group(self.path, {**self.attrs, L.VERSION: version, L.DIGESTS: digests, L.COMPLETE: True})
+        write_group(self.path, {**self.attrs, L.VERSION: version, L.DIGESTS: digests, L.COMPLETE: True},
+                    consolidated=consolidate(self.path))
         _fsync_tree(self.path)
         final = self.store.path / L.shard_dir_name(self.key, version)
         os.rename(self.path, final)

@@ -70,12 +70,15 @@ def chunk_path(arr_path: Path) -> Path | None:
     return _chunk_file(arr_path, meta)
 
 
-def load_array(arr_path: Path, mmap: bool = True) -> np.ndarray:
+def load_array(arr_path: Path, mmap: bool = True, meta: dict | None = None) -> np.ndarray:
     """An array of the store: memory-mapped when its layout allows, else read through zarr (strings).
 
-    Raises :class:`StoreError` naming the file when the array is missing or its chunk is missing or truncated.
+    ``meta``: the array's metadata when the caller has it (a shard's consolidated metadata), else its
+    ``zarr.json`` is read. Raises :class:`StoreError` naming the file when the array is missing or its chunk is
+    missing or truncated.
     """
-    meta = read_meta(arr_path)
+    if meta is None:
+        meta = read_meta(arr_path)
     if meta is None:
         raise StoreError(f"{arr_path}: array is missing (no zarr.json)")
     layout = plain_layout(meta)
@@ -190,9 +193,26 @@ def _write_json(path: Path, meta: dict) -> None:
                                     encoding="utf-8")
 
 
-def write_group(path: Path, attrs: dict | None = None) -> None:
-    """A Zarr v3 group node (its ``zarr.json``)."""
-    _write_json(path, {"zarr_format": 3, "node_type": "group", "attributes": attrs or {}})
+def write_group(path: Path, attrs: dict | None = None, consolidated: dict | None = None) -> None:
+    """A Zarr v3 group node (its ``zarr.json``), with the metadata of every node below it inline when
+    ``consolidated`` is given (see :func:`consolidate`)."""
+    meta = {"zarr_format": 3, "node_type": "group", "attributes": attrs or {}}
+    if consolidated is not None:
+        meta["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": consolidated}
+    _write_json(path, meta)
+
+
+def consolidate(path: Path) -> dict:
+    """The metadata of every node below the group at ``path``, keyed by relative path (``"visual"``,
+    ``"visual/features"``): zarr-python's inline consolidated metadata, which it and xarray read instead of each
+    node's file, and so does this package's reader (one file per shard instead of ~25)."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(path):
+        if "zarr.json" in files and dirpath != str(path):
+            rel = os.path.relpath(dirpath, path).replace(os.sep, "/")
+            with open(os.path.join(dirpath, "zarr.json"), encoding="utf-8") as fh:
+                out[rel] = json.load(fh)
+    return dict(sorted(out.items()))
 
 
 def write_array(path: Path, data: np.ndarray, dims: tuple[str, ...], attrs: dict | None = None) -> None:
