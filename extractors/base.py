@@ -93,6 +93,13 @@ class Extractor:
         raise NotImplementedError
 
 
+def cache_home() -> str:
+    """Where extractors keep what they derive from their weights once per machine (``$EMOS_ENGINE_HOME``, default
+    ``~/.cache/emos-engine``, the demo corpus's home too)."""
+    import os
+    return os.environ.get("EMOS_ENGINE_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "emos-engine")
+
+
 def file_digest(path: str, size: int = 16) -> str:
     """blake2b of a weights file, for attrs (weights are the model's identity): the engine's one file hasher."""
     from engine.fingerprint import file_blake2b

@@ -150,6 +150,25 @@ def test_e5_places_a_translation_nearer_than_an_unrelated_sentence():
     assert ex.extract([], "en").shape == (0, 384)
 
 
+def test_the_onnx_export_is_cached_whole_and_a_damaged_copy_is_replaced(tmp_path, monkeypatch):
+    """Later workers load the image encoder's ONNX export from the cache (no export: its ~0.8 s left every worker's
+    start), with the same features; a cache file that does not load is exported again and replaced."""
+    monkeypatch.setenv("EMOS_ENGINE_HOME", str(tmp_path))
+    first = make("efficientnet_lite0")
+    (cached,) = (tmp_path / "onnx").glob("efficientnet_lite0-*.onnx")
+    x = frames(4, 120, 160)
+    want = first.extract(x)
+
+    def no_export(*a, **k):
+        raise AssertionError("exported again although the cache holds the export")
+    with monkeypatch.context() as m:
+        m.setattr("torch.onnx.export", no_export)
+        np.testing.assert_array_equal(make("efficientnet_lite0").extract(x), want)
+    cached.write_bytes(cached.read_bytes()[:1000])  # a file cut short (a full disk, a killed copy)
+    np.testing.assert_array_equal(make("efficientnet_lite0").extract(x), want)
+    assert cached.stat().st_size > 100_000 and not list((tmp_path / "onnx").glob("*.tmp"))
+
+
 TEXTS = ["", " ", "  double  spaces  ", "Ｆｕｌｌｗｉｄｔｈ　ｔｅｘｔ", "emoji 😀 and ñ é ü", "\t tab\nnewline",
          "混合 English 和中文！", "…“quotes”—dash", "ﬁ ligature ①② Ⅳ", "<unk> <s> </s>",
          "How does it always happen that all of the idiots are always on your team?", "我不想嫁入什么豪门，我们不就是豪门吗？",
