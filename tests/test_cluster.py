@@ -36,3 +36,25 @@ def test_two_node_cluster_through_address(tmp_path):
     assert report["counts"] == {"ok": 4}
     assert len({i["node"] for i in report["items"]}) == 2  # one actor per node, both used
     assert open_store(out / "stream.zarr").items() == sorted(films)
+
+
+def test_a_local_ray_s_actors_get_the_engine_environment(tmp_path):
+    """A local Ray's workers inherit the driver's environment (no runtime_env: it cost every actor ~0.5 s of its
+    start): the project on their path, and glibc's arenas capped so that a long-lived actor's memory stays flat."""
+    code = (
+        "import os, json, ray\n"
+        "from engine.pipeline.runner import init_ray\n"
+        "init_ray(None, quiet=True)\n"
+        "@ray.remote\n"
+        "def env():\n"
+        "    import tests.toy_plugins\n"  # importable only through PYTHONPATH (tests/ is not installed)
+        "    return [os.environ.get('MALLOC_ARENA_MAX'), os.environ.get('PYTHONPATH', '').split(os.pathsep)]\n"
+        "print(json.dumps(ray.get(env.remote())))\n"
+        "ray.shutdown()\n")
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "PYTHONPATH", "RAY_ADDRESS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    arena, paths = json.loads(out.stdout.strip().splitlines()[-1])
+    assert arena == "2" and paths[0] == root

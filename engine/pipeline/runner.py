@@ -32,11 +32,17 @@ def init_ray(address: str | None, quiet: bool = False) -> bool:
         return False
     # MALLOC_ARENA_MAX: each item starts decode threads, and glibc's per-thread arenas otherwise let a
     # long-lived actor's memory creep up item after item
-    kw = dict(log_to_driver=not quiet, logging_level=logging.WARNING, include_dashboard=False,
-              runtime_env={"env_vars": {"PYTHONPATH": PROJECT_ROOT, "MALLOC_ARENA_MAX": "2"}})
+    env = {"PYTHONPATH": PROJECT_ROOT, "MALLOC_ARENA_MAX": "2"}
+    kw = dict(log_to_driver=not quiet, logging_level=logging.WARNING, include_dashboard=False)
     if address:
-        ray.init(address=address, **kw)
+        ray.init(address=address, runtime_env={"env_vars": env}, **kw)
     else:  # "local": a new Ray of our own, even when a `ray start` cluster runs on this machine
+        # its workers inherit this process's environment: set here, not through a runtime_env, whose set-up
+        # added ~0.5 s to every actor's start (0.80 s to the first call of an actor, 0.25 s without)
+        paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if paths[0] != PROJECT_ROOT:
+            os.environ["PYTHONPATH"] = os.pathsep.join([PROJECT_ROOT, *filter(None, paths)])
+        os.environ["MALLOC_ARENA_MAX"] = env["MALLOC_ARENA_MAX"]
         ray.init(address="local", num_cpus=os.cpu_count() or 1, **kw)
     return True
 
