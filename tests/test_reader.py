@@ -6,6 +6,7 @@ import pytest
 import torch
 import zarr
 
+from engine.errors import StoreError
 from engine.reader import open_store
 from engine.store import FeatureStore, ItemRows
 from engine.torchdata import WindowDataset
@@ -100,6 +101,11 @@ def test_a_shard_carries_every_node_s_metadata_and_reads_the_same_without_it(sto
     xr = pytest.importorskip("xarray")
     assert xr.open_zarr(str(shard.path), group="text", consolidated=True)["features"].dims == ("time", "feature")
     before = {i: (r.window(i, 0, 99), r.item(i).labels) for i in r.items()}
+    broken = json.loads(json.dumps(meta))
+    del broken["consolidated_metadata"]["metadata"]["visual/t"]["shape"]
+    (shard.path / "zarr.json").write_text(json.dumps(broken))
+    with pytest.raises(StoreError, match="zarr.json: damaged metadata of visual/t"):
+        open_store(store_path).window(shard.ids[0], 0, 99)
     del meta["consolidated_metadata"]
     (shard.path / "zarr.json").write_text(json.dumps(meta))
     old = open_store(store_path)
@@ -182,3 +188,22 @@ def test_pooled_vectors_leave_out_frames_without_a_value(tmp_path):
     assert r.item("unseen").pooled("face")[0] == 0 and np.isnan(r.item("unseen").pooled("face")[1])
     ds = WindowDataset(r, by="segment", pool=True)
     np.testing.assert_allclose(ds[0]["features"]["face"].numpy(), [0.5, 0.6], rtol=1e-6)
+
+
+def test_a_pooled_sample_without_rows_is_zeros_and_masked_out(tmp_path):
+    """An item whose modality has no rows at all (its shard's mean row is NaN) gives zeros and a False mask, never
+    NaN features that would poison a masked loss."""
+    store = FeatureStore(tmp_path, "static")
+    store.create()
+    seg = {"start": np.zeros(1), "end": np.ones(1), "text": np.array(["x"], dtype=object)}
+    rows = {"some": np.ones((3, 2), np.float32), "none": np.zeros((0, 2), np.float32)}
+    items = [ItemRows(iid, {"duration_s": 1.0, "groups": ["face"]}, {"face": (x, np.arange(len(x)) * 0.25)}, seg)
+             for iid, x in rows.items()]
+    w = store.stage("k")
+    w.write(items, {"face": {}}, {"face": 2}, pooled=True, dtype="float32")
+    w.publish()
+    ds = WindowDataset(open_store(store.path), by="segment", pool=True)
+    by_item = {ds.item_ids[n]: i for i, n in enumerate(ds.s_item)}
+    empty, full = ds[by_item["none"]], ds[by_item["some"]]
+    assert empty["features"]["face"].tolist() == [0.0, 0.0] and not bool(empty["mask"]["face"])
+    assert full["features"]["face"].tolist() == [1.0, 1.0] and bool(full["mask"]["face"])

@@ -81,9 +81,13 @@ class _Nodes:
     def array(self, rel: str, dtype=None, mmap: bool = True) -> np.ndarray:
         """An array: memory-mapped, or read into RAM as ``dtype`` (small arrays: a map would cost more)."""
         meta = self.meta.get(rel) if self.meta is not None else None  # absent: read from disk (or missing)
-        if dtype is None:
-            return load_array(self.path / rel, mmap=mmap, meta=meta)
-        return np.asarray(load_array(self.path / rel, mmap=False, meta=meta), dtype)
+        try:
+            if dtype is None:
+                return load_array(self.path / rel, mmap=mmap, meta=meta)
+            return np.asarray(load_array(self.path / rel, mmap=False, meta=meta), dtype)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # metadata that is not an array's
+            raise StoreError(f"{self.path / 'zarr.json'}: damaged metadata of {rel} ({type(exc).__name__}: {exc}); "
+                             "re-run the extraction to rewrite it") from None
 
     def children(self, rel: str) -> list[str]:
         """Names of the arrays directly inside group ``rel``."""

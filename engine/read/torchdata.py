@@ -108,7 +108,7 @@ class WindowDataset(torch.utils.data.Dataset):
         for g, (starts, ends, whole) in f.rows.items():
             p, a, b = packed[g], starts[i], ends[i]
             if self.pool:
-                if whole[i] and p.pooled is not None:  # the shard's precomputed mean: one row instead of all
+                if whole[i] and b > a and p.pooled is not None:  # the shard's mean: one row instead of all
                     feats[g] = torch.from_numpy(np.array(p.pooled[kk], dtype=np.float32))
                 else:
                     feats[g] = torch.from_numpy(_pool(p.rows[a:b], p.rows.shape[1]))
