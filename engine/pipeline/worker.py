@@ -29,6 +29,8 @@ from .schedule import decode_audio_tracks, run_audio, run_text, run_visual
 
 log = logging.getLogger(__name__)
 BUSY = "busy"  # a result status: another run holds the shard; the driver hands the task out again later
+SHORT_ITEM_S = 30.0  # items shorter than this (the static clips) count as short when a task holds many
+TASK_THREADS = 4     # the threads a task keeps busy: text, video decoding, audio decoding, the encoders
 
 
 class ShardProcessor:
@@ -173,10 +175,12 @@ class ShardProcessor:
             pump(block=len(decoding) >= ahead)  # audio never falls more than `ahead` items behind the video
             self._report(reported, [job])
 
-        # a task of many short items runs torch ops one thread each: its parallelism is these threads, and torch's
-        # own threads on small tensors beside them oversubscribed the cores (2,000 clips: 40 s, 36 s with one);
-        # a film's large frames and waves keep the worker's count (one thread made them ~20% slower)
-        with _torch_threads(1 if len(live) > 1 else None), \
+        # a task of many short items on an actor of a few cores runs torch ops one thread each: its parallelism is
+        # these threads, and torch's own threads on small tensors beside them oversubscribed the cores (2,000 clips
+        # on 2 cores: 40 s, 35 s with one); films (large frames and waves) and actors with more cores than the
+        # task's threads keep the worker's count (one thread made films ~20% slower)
+        short = len(live) > 1 and all((j.info.duration_s if j.info else 0.0) < SHORT_ITEM_S for j in live)
+        with _torch_threads(1 if short and self.plan.threads <= TASK_THREADS else None), \
                 ThreadPoolExecutor(1, thread_name_prefix="text") as text_pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="audio-decode") as pool:
             text = text_pool.submit(run_text, live, self.extractor)
