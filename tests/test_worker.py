@@ -91,3 +91,34 @@ def test_progress_counts_each_item_once(tmp_path):
         groups = store.item(iid).groups
         assert np.median(np.diff(groups["visual"].t)) == 0.5 and np.median(np.diff(groups["slow"].t)) == 0.25
         assert len(groups["audio"].t) and len(groups["text"].t) == 2
+
+
+def test_a_model_first_loaded_during_a_task_of_short_clips_keeps_the_worker_s_threads(tmp_path):
+    """A task of many short clips runs torch one thread per op for a while; a model loaded then (the first task
+    waits for models) must still get the worker's share for its own pools, or every later film runs on one thread.
+    A plan without a thread count (no Ray: `process_items`) leaves torch's count alone."""
+    import torch
+    root = make_corpus(tmp_path / "emos", FILMS)
+    before = torch.get_num_threads()
+    seen = []
+    for threads in (2, 0):
+        out = tmp_path / f"out{threads}"
+        FeatureStore(out, "stream").create()
+        plan = RunPlan(out=str(out), split="stream", groups=make_groups(load_config(), "efficientnet_lite0"),
+                       decode={"short_side": 64, "chunk_frames": 5}, batch_items=8, threads=threads)
+        proc = ShardProcessor(plan)
+        group = plan.groups[0]
+        load = proc.extractor
+
+        def spy(g, load=load):  # what torch's count is while the task's models load and run
+            seen.append((threads, torch.get_num_threads()))
+            return load(g)
+        proc.extractor = spy
+        results = process_items(proc, discover("stream", root), shard_items=len(FILMS))
+        assert [r.status for r in results] == ["ok"] * len(FILMS)
+        session = proc._extractors[group.name]._session
+        assert session.get_session_options().intra_op_num_threads == (threads or before)
+        assert torch.get_num_threads() == (threads or before)
+        torch.set_num_threads(before)
+    assert 1 in {n for t, n in seen if t == 2}  # the rule applied on a 2-thread actor
+    assert {n for t, n in seen if t == 0} == {before}  # and not without a thread count

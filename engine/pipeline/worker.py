@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 
 import extractors as registry
+from extractors.base import set_cpu_threads
 
 from .. import __version__
 from ..decode import probe, select_backend
@@ -47,6 +48,7 @@ class ShardProcessor:
                 torch.set_num_threads(plan.threads)
         except ImportError:  # pragma: no cover
             pass
+        set_cpu_threads(plan.threads)  # what a model loaded later gives its own pools, whatever torch's count then
         self.backend = select_backend(plan.decode.get("backend", "auto"), plan.decode.get("device", "gpu"))
         self._by_name = {g.name: g for g in plan.groups}
         self._progress = None
@@ -180,7 +182,7 @@ class ShardProcessor:
         # on 2 cores: 40 s, 35 s with one); films (large frames and waves) and actors with more cores than the
         # task's threads keep the worker's count (one thread made films ~20% slower)
         short = len(live) > 1 and all((j.info.duration_s if j.info else 0.0) < SHORT_ITEM_S for j in live)
-        with _torch_threads(1 if short and self.plan.threads <= TASK_THREADS else None), \
+        with _torch_threads(1 if short and 0 < self.plan.threads <= TASK_THREADS else None), \
                 ThreadPoolExecutor(1, thread_name_prefix="text") as text_pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="audio-decode") as pool:
             text = text_pool.submit(run_text, live, self.extractor)
