@@ -101,21 +101,41 @@ def test_a_shard_carries_every_node_s_metadata_and_reads_the_same_without_it(sto
     xr = pytest.importorskip("xarray")
     assert xr.open_zarr(str(shard.path), group="text", consolidated=True)["features"].dims == ("time", "feature")
     before = {i: (r.window(i, 0, 99), r.item(i).labels) for i in r.items()}
-    broken = json.loads(json.dumps(meta))
-    del broken["consolidated_metadata"]["metadata"]["visual/t"]["shape"]
-    (shard.path / "zarr.json").write_text(json.dumps(broken))
-    with pytest.raises(StoreError, match="zarr.json: damaged metadata of visual/t"):
-        open_store(store_path).window(shard.ids[0], 0, 99)
+
+    def same_as_before(reader):
+        for i, (win, labels) in before.items():
+            for g, w in reader.window(i, 0, 99).items():
+                np.testing.assert_array_equal(w.features, win[g].features)
+            assert reader.item(i).labels.keys() == labels.keys()
+            for name, v in reader.item(i).labels.items():
+                np.testing.assert_array_equal(v, labels[name])
+
+    store = FeatureStore(store_path.parent, "stream")
+    assert all("damaged" not in a for _, a in store.index().values())
+    # a copy damaged but still JSON: the next run's check finds the shard damaged (and rewrites it); meanwhile a
+    # copy that leaves out an array (a label would vanish from every item) is not used: each node's own file is
+    # read and every row and label served; a copy that no longer describes an array is a clear error
+    for damage in ("labels/intensity", "visual/t"):
+        broken = json.loads(json.dumps(meta))
+        nodes = broken["consolidated_metadata"]["metadata"]
+        if damage.startswith("labels"):
+            del nodes[damage]
+        else:
+            del nodes[damage]["shape"]
+        (shard.path / "zarr.json").write_text(json.dumps(broken))
+        assert all("its copy of the nodes' metadata differs" in a["damaged"] for _, a in store.index().values())
+        if damage == "visual/t":
+            with pytest.raises(StoreError, match="zarr.json: damaged metadata of visual/t"):
+                open_store(store_path).window(shard.ids[0], 0, 99)
+        else:
+            again = open_store(store_path)
+            assert again.shards[0].nodes is None
+            same_as_before(again)
     del meta["consolidated_metadata"]
     (shard.path / "zarr.json").write_text(json.dumps(meta))
     old = open_store(store_path)
     assert old.shards[0].nodes is None
-    for i, (win, labels) in before.items():
-        for g, w in old.window(i, 0, 99).items():
-            np.testing.assert_array_equal(w.features, win[g].features)
-        assert old.item(i).labels.keys() == labels.keys()
-        for name, v in old.item(i).labels.items():
-            np.testing.assert_array_equal(v, labels[name])
+    same_as_before(old)
 
 
 def test_streaming_is_causal(store_path):
@@ -158,6 +178,28 @@ def test_dataset_windows_and_segments_with_dataloader_workers(store_path):
         np.testing.assert_allclose(got["features"]["visual"].numpy(), want, rtol=1e-6)
         assert bool(got["mask"]["visual"]) == (len(rows) > 0)
     assert seg[1]["features"]["visual"][0] == pytest.approx(np.arange(3.0, 6.0, 0.25).mean(), abs=1e-5)
+
+
+def test_a_dataset_never_applies_its_index_to_a_shard_published_after_it(store_path):
+    """A DataLoader worker started by spawn unpickles the dataset and opens the store afresh: when a shard was
+    published again since the index was built (items re-extracted, rows moved), its samples must not be served
+    from the new version's rows; an unchanged store reads the same samples."""
+    import pickle
+    ds = WindowDataset(store_path, by="segment", pool=True)
+    want = [ds[i]["features"]["visual"] for i in range(len(ds))]
+    same = pickle.loads(pickle.dumps(ds))
+    for i, w in enumerate(want):
+        torch.testing.assert_close(same[i]["features"]["visual"], w)
+    fresh = pickle.loads(pickle.dumps(ds))
+    s = FeatureStore(store_path.parent, "stream")
+    write_shard(s, "ab", [make_item("film b", 6.0), make_item("film a", 10.0)])  # same items, other rows
+    with pytest.raises(StoreError, match="shard ab was published again.*build the dataset again"):
+        fresh[0]
+    write_shard(s, "ab", [make_item("film a", 10.0)])  # and an item that left the store
+    with pytest.raises(StoreError, match="1 item\\(s\\) of this WindowDataset \\('film b', ...\\) are no longer"):
+        pickle.loads(pickle.dumps(ds))[0]
+    for i, w in enumerate(want):  # the dataset built before keeps the version it mapped
+        torch.testing.assert_close(ds[i]["features"]["visual"], w)
 
 
 def test_unknown_items_are_a_clear_error(store_path, tmp_path):

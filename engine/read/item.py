@@ -1,6 +1,7 @@
 """One shard opened for reading, and the view of one item in it."""
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from kernels.align import overlap, window_rows
 from ..errors import StoreError
 from ..store import layout as L
 from ..store.zarrjson import load_array, read_attrs
+
+log = logging.getLogger(__name__)
 
 
 class Window(NamedTuple):
@@ -98,10 +101,34 @@ class _Nodes:
                       if k.startswith(head) and "/" not in k[len(head):] and m.get("node_type") == "array")
 
 
-def consolidated_of(meta: dict) -> dict | None:
-    """The inline consolidated metadata of a group's ``zarr.json`` (None when it has none)."""
+def consolidated_of(meta: dict, path: Path | None = None) -> dict | None:
+    """The inline consolidated metadata of a shard's ``zarr.json``; None when it has none, or when it leaves out an
+    array whose chunk the shard's digests list (a damaged copy that still parses: a label array would vanish from
+    the item without a word): then each node's own file is read, and the next run rewrites the shard (its check
+    compares the copy with every node's file, see ``check_shard``)."""
     c = meta.get("consolidated_metadata")
-    return c.get("metadata") if isinstance(c, dict) and isinstance(c.get("metadata"), dict) else None
+    nodes = c.get("metadata") if isinstance(c, dict) and isinstance(c.get("metadata"), dict) else None
+    digests = meta.get("attributes", {}).get(L.DIGESTS)
+    if nodes is not None and isinstance(digests, dict) and not _covers(nodes, digests):
+        log.warning("%s: its copy of the nodes' metadata leaves out arrays of the shard; reading each node's own "
+                    "zarr.json instead (re-run the extraction to rewrite the shard)", (path or Path(".")) / "zarr.json")
+        return None
+    return nodes
+
+
+def _covers(nodes: dict, chunk_files) -> bool:
+    """Whether every chunk file lies in an array node of ``nodes`` (a few dict lookups a file)."""
+    for rel in chunk_files:
+        parts = rel.split("/")
+        for k in range(len(parts) - 1, 0, -1):
+            node = nodes.get("/".join(parts[:k]))
+            if node is not None:
+                if not isinstance(node, dict) or node.get("node_type") != "array":
+                    return False
+                break
+        else:
+            return False
+    return True
 
 
 class Shard:
@@ -109,7 +136,7 @@ class Shard:
 
     def __init__(self, path: Path, meta: dict, reopen: Callable[["Shard"], "Shard"]):
         attrs = meta.get("attributes", {})
-        self.path, self.attrs, self.nodes = path, attrs, consolidated_of(meta)
+        self.path, self.attrs, self.nodes = path, attrs, consolidated_of(meta, path)
         self.key = attrs.get(L.SHARD_KEY, path.name.rpartition(".")[0])
         self.ids: list[str] = list(attrs.get(L.ITEM_IDS, []))
         self.item_attrs: dict = attrs.get(L.ITEM_ATTRS, {})

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import StoreError
 from .reader import StoreReader
 
 N_GOEMOTIONS = 28
@@ -78,6 +79,10 @@ class WindowDataset(torch.utils.data.Dataset):
         self.rows = {g: (cat(a, np.int64), cat(b, np.int64)) for g, (a, b) in rows.items()}
         # fixed row count per modality: the most any sample holds (so the default collate works)
         self.max_rows = {g: max(1, int((b - a).max()) if len(a) else 1) for g, (a, b) in self.rows.items()}
+        # the shard versions the index was built on: a DataLoader worker that unpickles this dataset opens the
+        # store afresh, and must not apply these row ranges to a version published since
+        where = self.reader._where
+        self.versions = {where[iid].key: where[iid].path.name for iid in self.item_ids}
 
     @property
     def index(self) -> list[tuple[str, float, float, int]]:
@@ -93,7 +98,8 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def _fast_index(self) -> "_FastIndex":
         """Per sample, as Python lists: its item's shard, absolute row ranges, whether a range is the whole item,
-        and its labels. Built once per process from the shard versions the index was built on."""
+        and its labels. Built once per process (a DataLoader worker: on its first sample), on the shard versions
+        the index was built on: a shard published again since is a StoreError, never rows of another version."""
         f = self.__dict__.get("_fast")
         if f is None:
             f = self._fast = _FastIndex(self)
@@ -132,6 +138,10 @@ class WindowDataset(torch.utils.data.Dataset):
 class _FastIndex:
     def __init__(self, ds: WindowDataset):
         where = ds.reader._where
+        gone = [iid for iid in ds.item_ids if iid not in where]
+        if gone:
+            raise StoreError(f"{ds.reader.path}: {len(gone)} item(s) of this WindowDataset ({gone[0]!r}, ...) are no "
+                             "longer in the store; build the dataset again")
         self.items = [(iid, where[iid], where[iid].pos[iid]) for iid in ds.item_ids]
         self.item_of = ds.s_item.tolist()
         si = ds.s_item
@@ -146,15 +156,24 @@ class _FastIndex:
         seg_base = np.array([it[1].seg_offsets[it[2]] for it in self.items], np.int64)[si]
         rows = np.where(ds.s_seg >= 0, seg_base + ds.s_seg, -1)
         self.label_row = rows.tolist()
-        self.label, self.intensity = [-1] * len(rows), [-1] * len(rows)
-        for n, (_, shard, _) in enumerate(self.items):
+        label, intensity = np.full(len(rows), -1, np.int64), np.full(len(rows), -1, np.int64)
+        shards = {id(it[1]): it[1] for it in self.items}  # a few shards hold many items: one pass per shard
+        pos = {key: k for k, key in enumerate(shards)}
+        shard_of = np.array([pos[id(it[1])] for it in self.items], np.int64)
+        for k, shard in enumerate(shards.values()):
             labels = shard.labels_loaded
             if "primary" not in labels:
                 continue
-            for i in np.flatnonzero((si == n) & (rows >= 0)).tolist():
-                self.label[i] = int(labels["primary"][rows[i]])
-                if "intensity" in labels:
-                    self.intensity[i] = int(labels["intensity"][rows[i]])
+            i = np.flatnonzero((shard_of[si] == k) & (rows >= 0))
+            label[i] = np.asarray(labels["primary"], np.int64)[rows[i]]
+            if "intensity" in labels:
+                intensity[i] = np.asarray(labels["intensity"], np.int64)[rows[i]]
+        self.label, self.intensity = label.tolist(), intensity.tolist()
+        for shard in shards.values():  # each loaded above: the version read is final
+            if ds.versions.get(shard.key) != shard.path.name:
+                raise StoreError(f"{shard.path}: shard {shard.key} was published again (the index was built on "
+                                 f"{ds.versions.get(shard.key)}) after this WindowDataset was built, so its row "
+                                 "index no longer matches; build the dataset again")
 
 
 def _pool(x: np.ndarray, dim: int) -> np.ndarray:

@@ -165,6 +165,7 @@ def check_shard(path: Path, attrs: dict) -> str | None:
     for rel in attrs.get(L.DIGESTS, {}):
         if not (path / rel).is_file():
             return f"{path / rel}: chunk file is missing"
+    metas = {}
     for dirpath, dirs, files in os.walk(path):
         node = Path(dirpath)
         if "zarr.json" not in files:
@@ -173,11 +174,17 @@ def check_shard(path: Path, attrs: dict) -> str | None:
             meta = read_meta(node)
         except StoreError as exc:
             return str(exc)
+        metas[os.path.relpath(dirpath, path).replace(os.sep, "/")] = meta
         if meta.get("node_type") == "array":
             dirs[:] = []  # its chunks
             why = check_array(node)
             if why:
                 return why
+    root = metas.pop(".", {})
+    copy = root.get("consolidated_metadata")
+    if copy is not None and (not isinstance(copy, dict) or copy.get("metadata") != metas):
+        # what readers use instead of each node's file: a copy that differs from the files is rewritten
+        return f"{path / 'zarr.json'}: its copy of the nodes' metadata differs from their own zarr.json files"
     return None
 
 
