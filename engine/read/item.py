@@ -101,7 +101,7 @@ class _Nodes:
                       if k.startswith(head) and "/" not in k[len(head):] and m.get("node_type") == "array")
 
 
-def consolidated_of(meta: dict, path: Path | None = None) -> dict | None:
+def consolidated_of(meta: dict, path: Path) -> dict | None:
     """The inline consolidated metadata of a shard's ``zarr.json``; None when it has none, or when it leaves out an
     array whose chunk the shard's digests list (a damaged copy that still parses: a label array would vanish from
     the item without a word): then each node's own file is read, and the next run rewrites the shard (its check
@@ -111,7 +111,7 @@ def consolidated_of(meta: dict, path: Path | None = None) -> dict | None:
     digests = meta.get("attributes", {}).get(L.DIGESTS)
     if nodes is not None and isinstance(digests, dict) and not _covers(nodes, digests):
         log.warning("%s: its copy of the nodes' metadata leaves out arrays of the shard; reading each node's own "
-                    "zarr.json instead (re-run the extraction to rewrite the shard)", (path or Path(".")) / "zarr.json")
+                    "zarr.json instead (re-run the extraction to rewrite the shard)", path / "zarr.json")
         return None
     return nodes
 

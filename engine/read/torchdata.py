@@ -158,12 +158,12 @@ class _FastIndex:
         label, intensity = np.full(len(rows), -1, np.int64), np.full(len(rows), -1, np.int64)
         shards = {id(it[1]): it[1] for it in self.items}  # a few shards hold many items: one pass per shard
         pos = {key: k for k, key in enumerate(shards)}
-        shard_of = np.array([pos[id(it[1])] for it in self.items], np.int64)
+        sample_shard = np.array([pos[id(it[1])] for it in self.items], np.int64)[si]
         for k, shard in enumerate(shards.values()):
             labels = shard.labels_loaded
             if "primary" not in labels:
                 continue
-            i = np.flatnonzero((shard_of[si] == k) & (rows >= 0))
+            i = np.flatnonzero((sample_shard == k) & (rows >= 0))
             label[i] = np.asarray(labels["primary"], np.int64)[rows[i]]
             if "intensity" in labels:
                 intensity[i] = np.asarray(labels["intensity"], np.int64)[rows[i]]
