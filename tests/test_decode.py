@@ -231,8 +231,9 @@ def skipped_clips(tmp_path):
     rng = np.random.default_rng(0)
     vfr = np.round(np.cumsum(rng.uniform(0.02, 0.08, 150)), 3)  # 150 frames at 12-50 fps over ~7.5 s
     late = 1.3 + np.arange(150) / 25  # 25 fps, the first frame at 1.3 s
-    for name, times in (("vfr", vfr), ("late", late)):
-        path = tmp_path / f"{name}.mp4"
+    # MP4 carries H.264 as length-prefixed NAL units; MPEG-TS as an Annex B byte stream (start codes)
+    for name, times, ext in (("vfr", vfr, "mp4"), ("late", late, "mp4"), ("annexb", late, "ts")):
+        path = tmp_path / f"{name}.{ext}"
         write_with_b_frames(path, times)
         yield name, path
 
@@ -249,6 +250,25 @@ def test_skipping_off_grid_frames_keeps_frames_times_and_pixels(tmp_path, caplog
             assert np.array_equal(got, want), (name, fps)
             skipped = [r.getMessage() for r in caplog.records if "frames decoded" in r.getMessage()]
             assert skipped and not skipped[0].split(": ")[1].startswith("150 of"), (name, fps, skipped)
+
+
+def test_a_packet_is_left_out_only_when_it_says_no_picture_refers_to_it():
+    from engine.decode.pyav import _h264_unreferenced, _nal_length_size
+    avcc = bytes([1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0])
+    assert _nal_length_size(avcc) == 4 and _nal_length_size(b"\x00\x00\x00\x01\x67") is None
+
+    def nal(head, n=3):
+        return len(bytes([head]) + b"\x88" * n).to_bytes(4, "big") + bytes([head]) + b"\x88" * n
+
+    sei, b_slice, ref_b, idr = 0x06, 0x01, 0x21, 0x65  # nal_ref_idc in bits 5-6, the unit's type in bits 0-4
+    assert _h264_unreferenced(memoryview(nal(sei) + nal(b_slice)), 4)
+    assert not _h264_unreferenced(memoryview(nal(sei) + nal(ref_b)), 4)
+    assert not _h264_unreferenced(memoryview(nal(idr)), 4)
+    assert not _h264_unreferenced(memoryview(nal(sei)), 4)  # no slice: decoded
+    assert not _h264_unreferenced(memoryview(b"\xff\xff\xff\xff\x01"), 4)  # a length past the end: decoded
+    assert _h264_unreferenced(memoryview(b"\x00\x00\x00\x01\x06\x05\x00\x00\x01\x01\x9a"), None)
+    assert not _h264_unreferenced(memoryview(b"\x00\x00\x01\x41\x9a"), None)
+    assert not _h264_unreferenced(memoryview(b"\x12\x34"), None)
 
 
 def test_a_stream_that_breaks_the_prediction_is_decoded_again_after_the_last_frame_yielded(tmp_path, monkeypatch):

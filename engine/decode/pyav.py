@@ -90,10 +90,44 @@ def display_rotation(path: str) -> int:
     return 0
 
 
-# Decoders whose ``skip_frame = NONREF`` drops only frames that no other frame refers to, so the frames that are
-# decoded come out with the same pixels: H.264 (a slice with nal_ref_idc 0 is never a reference). Not HEVC: its
-# "sub-layer non-reference" pictures may still be references for pictures of higher temporal layers.
+# Codecs whose packets tell, in a byte of their own, that no other frame refers to them, so such a packet can be left
+# out and every other frame still decodes to the same pixels: H.264 (a slice with nal_ref_idc 0 is never a
+# reference). Not HEVC: its "sub-layer non-reference" pictures may still be references for higher temporal layers.
 _SKIPPABLE_CODECS = ("h264",)
+_H264_SLICES = (1, 2, 5)  # NAL unit types that carry a picture's slice: non-IDR, data partition A, IDR
+
+
+def _nal_length_size(extradata: bytes | None) -> int | None:
+    """The size of the length before each NAL unit in an ``avcC`` stream (MP4, MKV); None for Annex B (start
+    codes: MPEG-TS, raw ``.h264``)."""
+    if extradata and len(extradata) >= 7 and extradata[0] == 1:
+        return (extradata[4] & 3) + 1
+    return None
+
+
+def _h264_unreferenced(data: memoryview, length_size: int | None) -> bool:
+    """Whether the picture in an H.264 packet is one that no other picture refers to: its first slice has
+    ``nal_ref_idc`` 0 (then every slice of the picture has, H.264 7.4.1). False when no slice is found, or when the
+    packet does not parse (the frame is then decoded: never a wrong skip)."""
+    if length_size:
+        i, end = 0, len(data)
+        while i + length_size < end:
+            n = int.from_bytes(data[i:i + length_size], "big")
+            if n == 0 or i + length_size + n > end:  # a unit that does not fit: not a packet to reason about
+                return False
+            head = data[i + length_size]
+            if head & 0x1F in _H264_SLICES:
+                return head & 0x60 == 0
+            i += length_size + n
+        return False
+    raw = data.tobytes()
+    i = raw.find(b"\x00\x00\x01")
+    while 0 <= i < len(raw) - 3:
+        head = raw[i + 3]
+        if head & 0x1F in _H264_SLICES:
+            return head & 0x60 == 0
+        i = raw.find(b"\x00\x00\x01", i + 3)
+    return False
 # Packets demuxed ahead of the decoder: a frame's display interval ends at the next presentation time, which in
 # decode order can come up to a few mini-GOPs later (x264's B-pyramid: 2 x (B-frames + 1) packets).
 _LOOKAHEAD = 48
@@ -171,7 +205,8 @@ def iter_frames_pyav(path: str, fps: float | None, short_side: int = 256, chunk_
     """Frames on the ``k / fps`` grid (every frame when ``fps`` is falsy), in chunks, by presentation time.
 
     Every frame is decoded, except (``skip_nonref``) H.264 frames that no other frame refers to and that are not
-    on the grid: the decoder skips those. Which frames are on the grid is worked out from the packets'
+    on the grid: their packets are never sent to the decoder (they would hold one of its frame threads for nothing;
+    FFmpeg's own ``skip_frame`` still passes each through a thread). Which frames are on the grid is worked out from the packets'
     timestamps, read a little ahead of the decoder, and checked against every frame that comes out; when a stream
     breaks a rule that this relies on, its frames are decoded again without skipping, from after the last one
     yielded. Either way the frames, their ``t`` and their pixels are those of a full decode.
@@ -248,7 +283,7 @@ def _frames_all(c, stream, path: str, fps: float | None, chunks: _Chunks,
 
 
 def _frames_skipping(c, stream, fps: float, chunks: _Chunks) -> Iterator[FrameChunk]:
-    """:func:`_frames_all`'s frames, with the decoder skipping the non-reference frames that are off the grid.
+    """:func:`_frames_all`'s frames, without decoding the non-reference frames that are off the grid.
 
     A frame's display interval ends at the next presentation time among all packets, the same end a full decode
     finds in the next frame, as long as every packet's frame comes out of the decoder, in timestamp order: checked
@@ -257,7 +292,7 @@ def _frames_skipping(c, stream, fps: float, chunks: _Chunks) -> Iterator[FrameCh
     from bisect import bisect_right, insort
     from collections import deque
 
-    cc = stream.codec_context
+    length_size = _nal_length_size(stream.codec_context.extradata)
     tb = float(stream.time_base)
     default_step = 1.0 / float(stream.average_rate)
     seen: list[int] = []      # every packet's pts so far, sorted
@@ -297,12 +332,11 @@ def _frames_skipping(c, stream, fps: float, chunks: _Chunks) -> Iterator[FrameCh
     def send(packet) -> list[FrameChunk]:
         pts = packet.pts
         nxt = succ(pts)
-        skip = nxt is not None and not kept(pts)
         if nxt is not None:
             state["horizon"] = nxt if state["horizon"] is None else max(state["horizon"], nxt)
-        if not skip:
-            insort(expected, pts)  # sent in decode order, comes out in presentation order
-        cc.skip_frame = "NONREF" if skip else "DEFAULT"
+            if not kept(pts) and _h264_unreferenced(memoryview(packet), length_size):
+                return []  # off the grid and referred to by none: the decoder never sees it
+        insort(expected, pts)  # sent in decode order, comes out in presentation order
         out = []
         for frame in stream.decode(packet):
             out += received(frame)
@@ -327,7 +361,6 @@ def _frames_skipping(c, stream, fps: float, chunks: _Chunks) -> Iterator[FrameCh
         state["complete"] = True
         while queue:
             yield from send(queue.popleft())
-        cc.skip_frame = "DEFAULT"
         for frame in stream.decode(None):
             yield from received(frame)
     except _Unpredictable:
