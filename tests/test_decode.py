@@ -265,9 +265,11 @@ def test_a_packet_is_left_out_only_when_it_says_no_picture_refers_to_it():
     assert not _h264_unreferenced(memoryview(nal(sei) + nal(ref_b)), 4)
     assert not _h264_unreferenced(memoryview(nal(idr)), 4)
     assert not _h264_unreferenced(memoryview(nal(sei)), 4)  # no slice: decoded
+    assert not _h264_unreferenced(memoryview(nal(0x08) + nal(b_slice)), 4)  # a PPS that later pictures may use
     assert not _h264_unreferenced(memoryview(b"\xff\xff\xff\xff\x01"), 4)  # a length past the end: decoded
     assert _h264_unreferenced(memoryview(b"\x00\x00\x00\x01\x06\x05\x00\x00\x01\x01\x9a"), None)
     assert not _h264_unreferenced(memoryview(b"\x00\x00\x01\x41\x9a"), None)
+    assert not _h264_unreferenced(memoryview(b"\x00\x00\x01\x07\x64\x00\x00\x01\x01\x9a"), None)
     assert not _h264_unreferenced(memoryview(b"\x12\x34"), None)
 
 

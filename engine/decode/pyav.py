@@ -95,6 +95,7 @@ def display_rotation(path: str) -> int:
 # reference). Not HEVC: its "sub-layer non-reference" pictures may still be references for higher temporal layers.
 _SKIPPABLE_CODECS = ("h264",)
 _H264_SLICES = (1, 2, 5)  # NAL unit types that carry a picture's slice: non-IDR, data partition A, IDR
+_H264_PARAMETER_SETS = (7, 8, 13, 15)  # SPS, PPS, SPS extension, subset SPS: later pictures may need them
 
 
 def _nal_length_size(extradata: bytes | None) -> int | None:
@@ -106,28 +107,31 @@ def _nal_length_size(extradata: bytes | None) -> int | None:
 
 
 def _h264_unreferenced(data: memoryview, length_size: int | None) -> bool:
-    """Whether the picture in an H.264 packet is one that no other picture refers to: its first slice has
-    ``nal_ref_idc`` 0 (then every slice of the picture has, H.264 7.4.1). False when no slice is found, or when the
-    packet does not parse (the frame is then decoded: never a wrong skip)."""
+    """Whether an H.264 packet holds a picture that no other picture refers to and nothing a later one needs: a
+    slice, and ``nal_ref_idc`` 0 on every NAL unit (a slice of a reference picture, a sequence or picture parameter
+    set all have it non-zero), no parameter set. False when the packet does not parse: the frame is then decoded,
+    never wrongly skipped."""
+    heads = []
     if length_size:
         i, end = 0, len(data)
         while i + length_size < end:
             n = int.from_bytes(data[i:i + length_size], "big")
             if n == 0 or i + length_size + n > end:  # a unit that does not fit: not a packet to reason about
                 return False
-            head = data[i + length_size]
-            if head & 0x1F in _H264_SLICES:
-                return head & 0x60 == 0
+            heads.append(data[i + length_size])
             i += length_size + n
-        return False
-    raw = data.tobytes()
-    i = raw.find(b"\x00\x00\x01")
-    while 0 <= i < len(raw) - 3:
-        head = raw[i + 3]
-        if head & 0x1F in _H264_SLICES:
-            return head & 0x60 == 0
-        i = raw.find(b"\x00\x00\x01", i + 3)
-    return False
+        if i != end:
+            return False
+    else:
+        raw = data.tobytes()
+        i = raw.find(b"\x00\x00\x01")
+        while 0 <= i < len(raw) - 3:
+            heads.append(raw[i + 3])
+            i = raw.find(b"\x00\x00\x01", i + 3)
+    return (any(h & 0x1F in _H264_SLICES for h in heads)
+            and not any(h & 0x60 or h & 0x1F in _H264_PARAMETER_SETS for h in heads))
+
+
 # Packets demuxed ahead of the decoder: a frame's display interval ends at the next presentation time, which in
 # decode order can come up to a few mini-GOPs later (x264's B-pyramid: 2 x (B-frames + 1) packets).
 _LOOKAHEAD = 48
@@ -205,11 +209,11 @@ def iter_frames_pyav(path: str, fps: float | None, short_side: int = 256, chunk_
     """Frames on the ``k / fps`` grid (every frame when ``fps`` is falsy), in chunks, by presentation time.
 
     Every frame is decoded, except (``skip_nonref``) H.264 frames that no other frame refers to and that are not
-    on the grid: their packets are never sent to the decoder (they would hold one of its frame threads for nothing;
-    FFmpeg's own ``skip_frame`` still passes each through a thread). Which frames are on the grid is worked out from the packets'
-    timestamps, read a little ahead of the decoder, and checked against every frame that comes out; when a stream
-    breaks a rule that this relies on, its frames are decoded again without skipping, from after the last one
-    yielded. Either way the frames, their ``t`` and their pixels are those of a full decode.
+    on the grid: their packets are never sent to the decoder (FFmpeg's own ``skip_frame`` still passes each through
+    one of its frame threads, which then holds a slot for nothing). Which frames are on the grid is worked out from
+    the packets' timestamps, read a little ahead of the decoder, and checked against every frame that comes out;
+    when a stream breaks a rule that this relies on, its frames are decoded again without skipping, from after the
+    last one yielded. Either way the frames, their ``t`` and their pixels are those of a full decode.
     """
     last_t = None
     if skip_nonref and fps:
