@@ -253,24 +253,112 @@ def test_skipping_off_grid_frames_keeps_frames_times_and_pixels(tmp_path, caplog
 
 
 def test_a_packet_is_left_out_only_when_it_says_no_picture_refers_to_it():
-    from engine.decode.pyav import _h264_unreferenced, _nal_length_size
+    from engine.decode.pyav import _h264_unreferenced, _h264_units, _nal_length_size
     avcc = bytes([1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0])
     assert _nal_length_size(avcc) == 4 and _nal_length_size(b"\x00\x00\x00\x01\x67") is None
 
     def nal(head, n=3):
         return len(bytes([head]) + b"\x88" * n).to_bytes(4, "big") + bytes([head]) + b"\x88" * n
 
+    def left_out(data, length_size):
+        units = _h264_units(memoryview(data), length_size)
+        return units is not None and _h264_unreferenced(units)
+
     sei, b_slice, ref_b, idr = 0x06, 0x01, 0x21, 0x65  # nal_ref_idc in bits 5-6, the unit's type in bits 0-4
-    assert _h264_unreferenced(memoryview(nal(sei) + nal(b_slice)), 4)
-    assert not _h264_unreferenced(memoryview(nal(sei) + nal(ref_b)), 4)
-    assert not _h264_unreferenced(memoryview(nal(idr)), 4)
-    assert not _h264_unreferenced(memoryview(nal(sei)), 4)  # no slice: decoded
-    assert not _h264_unreferenced(memoryview(nal(0x08) + nal(b_slice)), 4)  # a PPS that later pictures may use
-    assert not _h264_unreferenced(memoryview(b"\xff\xff\xff\xff\x01"), 4)  # a length past the end: decoded
-    assert _h264_unreferenced(memoryview(b"\x00\x00\x00\x01\x06\x05\x00\x00\x01\x01\x9a"), None)
-    assert not _h264_unreferenced(memoryview(b"\x00\x00\x01\x41\x9a"), None)
-    assert not _h264_unreferenced(memoryview(b"\x00\x00\x01\x07\x64\x00\x00\x01\x01\x9a"), None)
-    assert not _h264_unreferenced(memoryview(b"\x12\x34"), None)
+    assert left_out(nal(sei) + nal(b_slice), 4)
+    assert not left_out(nal(sei) + nal(ref_b), 4)
+    assert not left_out(nal(b_slice) + nal(ref_b), 4)  # every unit counts, not the first slice
+    assert not left_out(nal(idr), 4)
+    assert not left_out(nal(0x05), 4)  # an IDR picture, even one that says nal_ref_idc 0
+    assert not left_out(nal(sei), 4)  # no slice: decoded
+    assert not left_out(nal(0x08) + nal(b_slice), 4)  # a PPS that later pictures may use
+    assert not left_out(nal(0x81), 4)  # forbidden_zero_bit set: not read as H.264
+    assert not left_out(b"\xff\xff\xff\xff\x01", 4)  # a length past the end: decoded
+    assert not left_out(nal(b_slice) + b"\x00\x00", 4)  # bytes left over: decoded
+    assert not left_out(b"\x00\x00\x00\x00" + nal(b_slice), 4)  # a unit of length 0: decoded
+    assert left_out(b"\x00\x00\x00\x01\x09\x10\x00\x00\x01\x06\x05\x00\x00\x01\x01\x9a", None)
+    assert left_out(b"\x00\x00\x00\x01\x01\x9a\x00\x00", None)  # trailing zeros belong to no unit
+    assert not left_out(b"\x00\x00\x00\x01\x41\x9a", None)
+    assert not left_out(b"\x00\x00\x00\x01\x07\x64\x00\x00\x01\x01\x9a", None)
+    assert not left_out(b"\x12\x34\x00\x00\x01\x01\x9a", None)  # no start code at the start
+    # a length-prefixed reference slice of 257 bytes whose length reads as a start code before a non-reference head
+    assert not left_out((257).to_bytes(4, "big") + b"\x41" + b"\x88" * 256, None)
+
+
+def _sps(gaps: bool, refs: int = 2) -> bytes:
+    """A baseline-profile SPS NAL unit, written bit by bit (H.264 7.3.2.1.1) up to the gaps flag."""
+    def ue(v):
+        b = bin(v + 1)[2:]
+        return "0" * (len(b) - 1) + b
+    bits = f"{66:08b}" + "0" * 8 + f"{30:08b}" + ue(0) + ue(0) + ue(0) + ue(0) + ue(refs) + str(int(gaps)) + "1"
+    bits += "0" * (-len(bits) % 8)
+    return b"\x67" + int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def test_the_sps_is_read_as_the_encoder_wrote_it(tmp_path):
+    import av
+
+    from engine.decode.pyav import _avcc_sps, _h264_sps
+    for refs, params in ((6, "ref=6"), (5, "ref=5:cqm=jvt")):  # cqm=jvt: scaling matrices in a High profile SPS
+        path = tmp_path / f"r{refs}.mp4"
+        with av.open(str(path), "w") as c:
+            s = c.add_stream("libx264", rate=25)
+            s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+            s.options = {"preset": "veryfast", "x264-params": params}
+            for i in range(3):
+                for p in s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+        with av.open(str(path)) as c:
+            extradata = bytes(c.streams.video[0].codec_context.extradata)
+        (unit,) = _avcc_sps(extradata)
+        assert unit[1] == 100 and _h264_sps(unit) == {"max_num_ref_frames": refs, "gaps_in_frame_num_allowed": False}
+    assert _h264_sps(_sps(True, 4)) == {"max_num_ref_frames": 4, "gaps_in_frame_num_allowed": True}
+    assert _h264_sps(b"\x67\x42") is None
+
+
+def test_nothing_is_left_out_of_a_stream_whose_sps_allows_frame_num_gaps():
+    """FFmpeg fills a frame_num gap counting from the last picture decoded, even a non-reference one: leaving one
+    out would change the reference lists of later pictures."""
+    import av
+
+    from engine.decode.pyav import _H264Gate
+
+    def avcc(*sps):
+        out = bytes([1, 66, 0, 30, 0xFF, 0xE0 | len(sps)])
+        for unit in sps:
+            out += len(unit).to_bytes(2, "big") + unit
+        return out + b"\x00"
+
+    def packet(*heads):
+        return av.Packet(b"".join(len(bytes([h, 0x88])).to_bytes(4, "big") + bytes([h, 0x88]) for h in heads))
+
+    b_slice, ref_p = 0x01, 0x41
+    assert _H264Gate(avcc(_sps(False))).leave_out(packet(b_slice), off_grid=True)
+    assert not _H264Gate(avcc(_sps(False))).leave_out(packet(b_slice), off_grid=False)
+    assert not _H264Gate(avcc(_sps(True))).leave_out(packet(b_slice), off_grid=True)
+    assert not _H264Gate(avcc()).leave_out(packet(b_slice), off_grid=True)  # no SPS seen: nothing left out
+    assert not _H264Gate(avcc(b"\x67\x42")).leave_out(packet(b_slice), off_grid=True)  # an SPS that does not parse
+    gate = _H264Gate(avcc(_sps(False)))
+    sps_in_band = av.Packet(len(_sps(True)).to_bytes(4, "big") + _sps(True) + bytes(packet(ref_p)))
+    assert not gate.leave_out(sps_in_band, off_grid=False)
+    assert not gate.leave_out(packet(b_slice), off_grid=True)  # a later SPS allows gaps: never again
+    class WithNewExtradata:  # a packet as a demuxer marks one where the stream's parameter sets change
+        def __bytes__(self):
+            return bytes(packet(b_slice))
+
+        def has_sidedata(self, kind):
+            return kind == "new_extradata"
+
+    gate = _H264Gate(avcc(_sps(False)))
+    assert not gate.leave_out(WithNewExtradata(), off_grid=True)
+    assert not gate.leave_out(packet(b_slice), off_grid=True)  # parameter sets it cannot read: never again
+    # Annex B: the SPS arrives in the packets, nothing is left out before it
+    gate = _H264Gate(None)
+    assert not gate.leave_out(av.Packet(b"\x00\x00\x00\x01\x01\x9a"), off_grid=True)
+    gate.leave_out(av.Packet(b"\x00\x00\x00\x01" + _sps(False) + b"\x00\x00\x01\x65\x88"), off_grid=False)
+    assert gate.leave_out(av.Packet(b"\x00\x00\x00\x01\x01\x9a"), off_grid=True)
 
 
 def test_a_stream_that_breaks_the_prediction_is_decoded_again_after_the_last_frame_yielded(tmp_path, monkeypatch):

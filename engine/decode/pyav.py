@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Iterator
 
 import numpy as np
@@ -95,7 +96,10 @@ def display_rotation(path: str) -> int:
 # reference). Not HEVC: its "sub-layer non-reference" pictures may still be references for higher temporal layers.
 _SKIPPABLE_CODECS = ("h264",)
 _H264_SLICES = (1, 2, 5)  # NAL unit types that carry a picture's slice: non-IDR, data partition A, IDR
+_H264_IDR, _H264_SPS = 5, 7
 _H264_PARAMETER_SETS = (7, 8, 13, 15)  # SPS, PPS, SPS extension, subset SPS: later pictures may need them
+# profiles whose SPS carries chroma format, bit depths and scaling matrices (H.264 7.3.2.1.1)
+_H264_HIGH_PROFILES = (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135)
 
 
 def _nal_length_size(extradata: bytes | None) -> int | None:
@@ -106,30 +110,165 @@ def _nal_length_size(extradata: bytes | None) -> int | None:
     return None
 
 
-def _h264_unreferenced(data: memoryview, length_size: int | None) -> bool:
-    """Whether an H.264 packet holds a picture that no other picture refers to and nothing a later one needs: a
-    slice, and ``nal_ref_idc`` 0 on every NAL unit (a slice of a reference picture, a sequence or picture parameter
-    set all have it non-zero), no parameter set. False when the packet does not parse: the frame is then decoded,
-    never wrongly skipped."""
-    heads = []
+def _h264_units(data, length_size: int | None, packet: bool = True) -> list[bytes] | None:
+    """The NAL units of an H.264 packet (or, not ``packet``, Annex B extradata), header byte first; None when it
+    does not parse as the stream's framing says: length-prefixed units that fill it exactly, or a packet that opens
+    with Annex B's four-byte start code (an access unit's first unit has it, H.264 B.1.2; a length-prefixed packet
+    read as Annex B would otherwise find a false three-byte start code in a unit's length)."""
+    raw = bytes(data)
+    units = []
     if length_size:
-        i, end = 0, len(data)
-        while i + length_size < end:
-            n = int.from_bytes(data[i:i + length_size], "big")
+        i, end = 0, len(raw)
+        while i < end:
+            n = int.from_bytes(raw[i:i + length_size], "big")
             if n == 0 or i + length_size + n > end:  # a unit that does not fit: not a packet to reason about
-                return False
-            heads.append(data[i + length_size])
+                return None
+            units.append(raw[i + length_size:i + length_size + n])
             i += length_size + n
-        if i != end:
-            return False
     else:
-        raw = data.tobytes()
+        if not (raw.startswith(b"\x00\x00\x00\x01") or (not packet and raw.startswith(b"\x00\x00\x01"))):
+            return None
         i = raw.find(b"\x00\x00\x01")
-        while 0 <= i < len(raw) - 3:
-            heads.append(raw[i + 3])
-            i = raw.find(b"\x00\x00\x01", i + 3)
-    return (any(h & 0x1F in _H264_SLICES for h in heads)
-            and not any(h & 0x60 or h & 0x1F in _H264_PARAMETER_SETS for h in heads))
+        while i >= 0:
+            j = raw.find(b"\x00\x00\x01", i + 3)
+            unit = raw[i + 3:j if j >= 0 else len(raw)].rstrip(b"\x00")  # trailing zeros: the next start code's
+            if unit:
+                units.append(unit)
+            i = j
+    if not units or any(u[0] & 0x80 for u in units):  # forbidden_zero_bit set: not H.264 as this reads it
+        return None
+    return units
+
+
+def _h264_unreferenced(units: list[bytes]) -> bool:
+    """Whether a packet's NAL units hold a picture that no other picture refers to and nothing a later one needs:
+    a non-IDR slice, ``nal_ref_idc`` 0 on every unit (a slice of a reference picture and every parameter set have it
+    non-zero) and no parameter set."""
+    return (any(u[0] & 0x1F in _H264_SLICES for u in units)
+            and not any(u[0] & 0x60 or u[0] & 0x1F in _H264_PARAMETER_SETS or u[0] & 0x1F == _H264_IDR
+                        for u in units))
+
+
+class _Bits:
+    """Big-endian bit reader over an RBSP, with H.264's Exp-Golomb codes (9.1)."""
+
+    def __init__(self, rbsp: bytes):
+        self.v, self.n, self.i = int.from_bytes(rbsp, "big"), len(rbsp) * 8, 0
+
+    def u(self, k: int) -> int:
+        if self.i + k > self.n:
+            raise ValueError("past the end")
+        self.i += k
+        return (self.v >> (self.n - self.i)) & ((1 << k) - 1)
+
+    def ue(self) -> int:
+        zeros = 0
+        while not self.u(1):
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("an Exp-Golomb code too long")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+def _h264_sps(unit: bytes) -> dict | None:
+    """``max_num_ref_frames`` and ``gaps_in_frame_num_value_allowed_flag`` of an SPS NAL unit (H.264 7.3.2.1.1),
+    None when it does not parse."""
+    rbsp = re.sub(b"\x00\x00\x03", b"\x00\x00", unit[1:])  # emulation prevention bytes out
+    try:
+        b = _Bits(rbsp)
+        profile = b.u(8)
+        b.u(16)  # constraint flags, level
+        b.ue()   # seq_parameter_set_id
+        if profile in _H264_HIGH_PROFILES:
+            chroma = b.ue()
+            if chroma == 3:
+                b.u(1)
+            b.ue(), b.ue(), b.u(1)  # bit depths, qpprime_y_zero_transform_bypass_flag
+            if b.u(1):  # seq_scaling_matrix_present_flag
+                for k in range(8 if chroma != 3 else 12):
+                    if b.u(1):
+                        last = nxt = 8
+                        for _ in range(16 if k < 6 else 64):
+                            if nxt:
+                                nxt = (last + b.se() + 256) % 256
+                            last = nxt or last
+        b.ue()  # log2_max_frame_num_minus4
+        poc_type = b.ue()
+        if poc_type == 0:
+            b.ue()
+        elif poc_type == 1:
+            b.u(1), b.se(), b.se()
+            for _ in range(b.ue()):
+                b.se()
+        elif poc_type != 2:
+            return None
+        refs = b.ue()
+        return {"max_num_ref_frames": refs, "gaps_in_frame_num_allowed": bool(b.u(1))}
+    except ValueError:
+        return None
+
+
+def _avcc_sps(extradata: bytes) -> list[bytes] | None:
+    """The SPS NAL units of an ``avcC`` record (ISO 14496-15 5.3.3.1), None when it does not parse."""
+    n, i, out = extradata[5] & 0x1F, 6, []
+    for _ in range(n):
+        size = int.from_bytes(extradata[i:i + 2], "big")
+        if size == 0 or i + 2 + size > len(extradata):
+            return None
+        out.append(extradata[i + 2:i + 2 + size])
+        i += 2 + size
+    return out
+
+
+class _H264Gate:
+    """Which of a stream's H.264 packets may be left out of a decode without changing another frame.
+
+    A packet is left out only when it is off the grid, carries a non-reference, non-IDR picture and nothing else a
+    later picture needs, and every SPS seen so far (in the extradata and in the packets, each packet read whether
+    left out or not) forbids gaps in ``frame_num``: where gaps are allowed, FFmpeg fills a gap counting from the last
+    picture decoded, so leaving one out would change the reference lists of the pictures after it. A packet or SPS
+    that does not parse, or a packet with new extradata (parameter sets this does not read), stops the leaving out
+    for the rest of the stream.
+    """
+
+    def __init__(self, extradata: bytes | None):
+        self.length_size = _nal_length_size(extradata)
+        self.ok: bool | None = None  # None: no SPS seen yet
+        if self.length_size:
+            sps = _avcc_sps(bytes(extradata))
+            if sps is None:
+                self.ok = False
+            for unit in sps or ():
+                self._see_sps(unit)
+        elif extradata:
+            for unit in _h264_units(extradata, None, packet=False) or ():
+                if unit[0] & 0x1F == _H264_SPS:
+                    self._see_sps(unit)
+
+    def _see_sps(self, unit: bytes) -> None:
+        sps = _h264_sps(unit)
+        if self.ok is not False:
+            self.ok = sps is not None and not sps["gaps_in_frame_num_allowed"]
+
+    def leave_out(self, packet, off_grid: bool) -> bool:
+        if self.ok is False:
+            return False
+        units = _h264_units(packet, self.length_size)
+        if units is None:
+            self.ok = False
+            return False
+        has_sidedata = getattr(packet, "has_sidedata", None)  # a PyAV without it: nothing is left out
+        if has_sidedata is None or has_sidedata("new_extradata"):  # parameter sets this does not read
+            self.ok = False
+            return False
+        for unit in units:
+            if unit[0] & 0x1F == _H264_SPS:
+                self._see_sps(unit)
+        return bool(off_grid and self.ok and _h264_unreferenced(units))
 
 
 # Packets demuxed ahead of the decoder: a frame's display interval ends at the next presentation time, which in
@@ -296,7 +435,7 @@ def _frames_skipping(c, stream, fps: float, chunks: _Chunks) -> Iterator[FrameCh
     from bisect import bisect_right, insort
     from collections import deque
 
-    length_size = _nal_length_size(stream.codec_context.extradata)
+    gate = _H264Gate(stream.codec_context.extradata)
     tb = float(stream.time_base)
     default_step = 1.0 / float(stream.average_rate)
     seen: list[int] = []      # every packet's pts so far, sorted
@@ -338,8 +477,8 @@ def _frames_skipping(c, stream, fps: float, chunks: _Chunks) -> Iterator[FrameCh
         nxt = succ(pts)
         if nxt is not None:
             state["horizon"] = nxt if state["horizon"] is None else max(state["horizon"], nxt)
-            if not kept(pts) and _h264_unreferenced(memoryview(packet), length_size):
-                return []  # off the grid and referred to by none: the decoder never sees it
+        if gate.leave_out(packet, off_grid=nxt is not None and not kept(pts)):
+            return []  # off the grid and referred to by none: the decoder never sees it
         insort(expected, pts)  # sent in decode order, comes out in presentation order
         out = []
         for frame in stream.decode(packet):
