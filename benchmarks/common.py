@@ -390,6 +390,23 @@ def own_cpu_s(children: bool) -> float:
     return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, who))
 
 
+def speed_probe(rounds: int = 5) -> float:
+    """Milliseconds that a fixed piece of one-thread work takes now (median of ``rounds``; lower is faster): a
+    Python integer loop and a numpy sort. On a shared host this machine's own speed drifts by tens of percent
+    within minutes without showing as steal time or as other processes' CPU (:class:`OtherWork`); taken before
+    and after each measurement, it shows when two sides of a ratio may have run at different speeds."""
+    data = np.random.default_rng(0).random(200_000).astype(np.float32)
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        s = 0
+        for i in range(150_000):
+            s += i * i
+        np.sort(data)
+        times.append((time.perf_counter() - t) * 1e3)
+    return round(statistics.median(times), 2)
+
+
 class OtherWork:
     """CPU seconds the rest of the machine used while a measurement ran: busy time from ``/proc/stat`` minus this
     process's and its reaped children's (``getrusage``). Approximate (a process that outlives its parent counts as

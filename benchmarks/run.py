@@ -17,7 +17,8 @@ import traceback
 from pathlib import Path
 
 from . import clips, decode, memory, pipeline, reader, scaling, sequential, warm
-from .common import CHEAP, DEFAULT, DISTURBED, MODES, PROJECT_ROOT, WORK, Context, OtherWork, Ratio, machine_info
+from .common import (CHEAP, DEFAULT, DISTURBED, MODES, PROJECT_ROOT, WORK, Context, OtherWork, Ratio, machine_info,
+                     speed_probe)
 
 log = logging.getLogger("benchmarks")
 EXTRACTOR_SETS = {
@@ -51,7 +52,19 @@ def table(results: list[Ratio]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in (head, *rows))
 
 
-def results_md(mode: str, info: dict, results: list[Ratio], errors: dict, wall_s: float, ctx: Context) -> str:
+def _speed(load: dict) -> list[str]:
+    """The speed probe's line of RESULTS.md: before -> after each measurement of this run."""
+    probes = {k: v["speed_probe_ms"] for k, v in load.items() if "speed_probe_ms" in v}
+    if not probes:
+        return []
+    return ["- one-thread speed probe (`common.speed_probe`: ms, lower is faster) before -> after each measurement: "
+            + ", ".join(f"{k} {p['before']:.1f} -> {p['after']:.1f}" for k, p in probes.items())
+            + "; this machine's own speed, which other tenants of its host change without it showing as other CPU: "
+            "a measurement whose probe moved by more than ~15% may have run its two sides at different speeds"]
+
+
+def results_md(mode: str, info: dict, results: list[Ratio], errors: dict, wall_s: float, ctx: Context,
+               load: dict | None = None) -> str:
     m = ctx.mode
     lines = [
         "# Benchmarks", "",
@@ -68,6 +81,7 @@ def results_md(mode: str, info: dict, results: list[Ratio], errors: dict, wall_s
         + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
         f"- date: {info['date']}; git commit: `{info['git_commit']}`",
         f"- ffmpeg CLI: {info['ffmpeg_cli'] or 'not installed'}",
+        *_speed(load or {}),
         "",
         "## Settings", "",
         f"- extractors for the engine, sequential and stage measurements: `{m.extractors}`"
@@ -159,6 +173,7 @@ def main(argv=None) -> int:
     errors: dict[str, str] = {}
     load: dict[str, dict] = {}
     for name in names:
+        before = speed_probe()
         t, other = time.perf_counter(), OtherWork()
         log.info("measuring %s", name)
         try:
@@ -167,8 +182,10 @@ def main(argv=None) -> int:
             errors[name] = traceback.format_exc()
             log.error("%s failed:\n%s", name, errors[name])
         load[name] = other.done()
-        log.info("%s done in %.1f s (other processes used %.0f%% of the machine)", name, time.perf_counter() - t,
-                 100 * load[name]["other_share"])
+        load[name]["speed_probe_ms"] = {"before": before, "after": speed_probe()}
+        log.info("%s done in %.1f s (other processes used %.0f%% of the machine; speed probe %.1f -> %.1f ms)", name,
+                 time.perf_counter() - t, 100 * load[name]["other_share"], before,
+                 load[name]["speed_probe_ms"]["after"])
     wall = time.perf_counter() - t0
     print("\n" + table(results))
     disturbed = [r.key for r in results if r.disturbed]
@@ -183,7 +200,7 @@ def main(argv=None) -> int:
                        "generation_s": ctx.generation_s, "other_work_by_measurement": load},
                "details": {r.key: r.to_json() for r in results}}
     (out / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    (out / "RESULTS.md").write_text(results_md(mode, info, results, errors, wall, ctx) + "\n")
+    (out / "RESULTS.md").write_text(results_md(mode, info, results, errors, wall, ctx, load) + "\n")
     print(f"wrote {out / 'RESULTS.md'} and {out / 'results.json'}")
     return 1 if errors else 0
 
