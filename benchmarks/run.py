@@ -64,7 +64,7 @@ def _speed(load: dict) -> list[str]:
 
 
 def results_md(mode: str, info: dict, results: list[Ratio], errors: dict, wall_s: float, ctx: Context,
-               load: dict | None = None) -> str:
+               load: dict) -> str:
     m = ctx.mode
     lines = [
         "# Benchmarks", "",
@@ -81,7 +81,7 @@ def results_md(mode: str, info: dict, results: list[Ratio], errors: dict, wall_s
         + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
         f"- date: {info['date']}; git commit: `{info['git_commit']}`",
         f"- ffmpeg CLI: {info['ffmpeg_cli'] or 'not installed'}",
-        *_speed(load or {}),
+        *_speed(load),
         "",
         "## Settings", "",
         f"- extractors for the engine, sequential and stage measurements: `{m.extractors}`"
