@@ -352,16 +352,28 @@ def make_plan(out: Path, extractors: str, threads: int = 0, split: str = "stream
     the config and the dataset: decode backend, precision, pooling, items per task)."""
     from engine.config import load_config
     from engine.datasets import get_dataset
-    from engine.extract import make_groups, resolve_decode
+    from engine.extract import make_groups, resolve_decode, resolve_short_side
     from engine.records import RunPlan
     cfg, dataset = load_config(), get_dataset(split)
     decode, precision = resolve_decode(cfg)
-    return RunPlan(out=str(out), split=split, groups=make_groups(cfg, extractors, decode, precision), decode=decode,
+    groups = make_groups(cfg, extractors, decode, precision)
+    decode["short_side"] = resolve_short_side(cfg["decode"]["short_side"], [g.spec for g in groups])
+    return RunPlan(out=str(out), split=split, groups=groups, decode=decode,
                    store_dtype=cfg["store"]["dtype"],
                    duration_tolerance_s=float(cfg.get("stream", {}).get("duration_tolerance_s", 1.0)),
                    half_precision=precision == "fp16", pooled=dataset.clip_level,
                    batch_items=int((cfg["run"].get("items_per_task") or {}).get(split, dataset.items_per_task)),
                    threads=threads or os.cpu_count() or 1)
+
+
+def engine_decode_settings(extractors: str | None = None) -> dict:
+    """The decode settings ``engine.extract`` runs these extractors with (the config's groups when None), with
+    ``short_side`` resolved as the engine resolves ``auto``."""
+    from engine.config import load_config
+    from engine.extract import make_groups, resolve_short_side
+    cfg = load_config()
+    groups = make_groups(cfg, extractors)
+    return {**cfg["decode"], "short_side": resolve_short_side(cfg["decode"]["short_side"], [g.spec for g in groups])}
 
 
 def engine_threads() -> int:

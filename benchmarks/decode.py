@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from .common import Context, Ratio, interleaved, items_of, median
+from .common import Context, Ratio, engine_decode_settings, interleaved, items_of, median
 
 
 def plain_decode(path: str, threads: int, rgb: bool = True) -> int:
@@ -40,12 +40,11 @@ def engine_decode(path: str, fps: float | None, short_side: int, threads: int, c
 
 
 def measure(ctx: Context) -> list[Ratio]:
-    from engine.config import load_config
     from engine.decode import probe
     path = max((it.media for it in items_of(ctx.corpus("1x"))), key=lambda p: probe(p).duration_s)
     info = probe(path)
     threads = 2
-    d = load_config()["decode"]
+    d = engine_decode_settings(ctx.mode.extractors)
     short, chunk = int(d.get("short_side", 256)), int(d.get("chunk_frames", 32))
     counts = {}
 

@@ -176,8 +176,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seconds", type=float, default=64.0, help="clip length (>= 60)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from engine.config import load_config
-    d = load_config()["decode"]
+    from .common import engine_decode_settings
+    d = engine_decode_settings()
     short, chunk = int(d.get("short_side", 256)), int(d.get("chunk_frames", 32))
     for b_frames in (3, 0):
         measure(clip(args.seconds, b_frames), args.rounds, args.threads, short, chunk)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 import extractors as registry
 from extractors.base import MODALITIES, ExtractorSpec
 
-from .config_schema import FIXED_SPEC_FIELDS, allowed_keys, describe, run_config_model, type_at
+from .config_schema import FIXED_SPEC_FIELDS, allowed_keys, describe, run_config_model, type_at, union_loc
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULTS = CONFIG_DIR / "extract.yaml"
@@ -170,7 +170,12 @@ def load_config(path: str | Path | None = None, *, backends: Sequence[str] | Non
         valid = model.model_validate(merged)
     except ValidationError as exc:
         valid = None
-        lines += [_error_line(err, model, where(err["loc"])) for err in exc.errors()]
+        seen: set[tuple] = set()
+        for err in exc.errors():
+            loc = union_loc(model, err["loc"])
+            if loc not in seen:
+                seen.add(loc)
+                lines.append(_error_line({**err, "loc": loc}, model, where(loc)))
     groups = merged.get("groups")
     for group, name in (groups.items() if isinstance(groups, dict) else ()):
         why = _modality_mismatch(group, name, specs) if isinstance(name, str) else None

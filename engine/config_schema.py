@@ -36,7 +36,7 @@ class Section(BaseModel):
 class Decode(Section):
     backend: str = "auto"  # narrowed to the registered backends by run_config_model
     device: Literal["auto", "cpu", "gpu"] = "auto"
-    short_side: Count = 256
+    short_side: Count | Literal["auto"] = "auto"
     upscale: bool = False
     chunk_frames: Positive = 32
     audio_chunk_s: Seconds = 10.0
@@ -75,6 +75,7 @@ _SPEC_LIMITS: dict[str, Any] = {
     "device": Literal["cpu", "gpu", "any"],
     "batch_size": Positive,
     "version": Positive,
+    "frame_short_side": Positive | str | None,
 }
 # What makes an extractor that extractor: changing these is a new extractor (a new YAML), not an override.
 FIXED_SPEC_FIELDS = ("name", "modality", "choices")
@@ -136,6 +137,16 @@ def type_at(model: type[BaseModel], loc: Sequence[str | int]) -> Any:
     return tp
 
 
+def union_loc(model: type[BaseModel], loc: Sequence[str | int]) -> tuple:
+    """``loc`` cut at the first field whose type is a union of several kinds (``5 | "auto"``): pydantic reports a
+    value there once per kind, under a tag of each kind appended to the field's location; the user gave one value."""
+    for i in range(1, len(loc)):
+        tp = _unwrap(type_at(model, loc[:i]))
+        if _is_union(tp):
+            return tuple(loc[:i])
+    return tuple(loc)
+
+
 def _unwrap(tp: Any) -> Any:
     """Drop ``Annotated`` and ``| None`` to reach the type that holds keys."""
     if get_origin(tp) is Annotated:
@@ -170,7 +181,8 @@ def describe(tp: Any) -> str:
         words = " or ".join(describe(a) for a in args if a is not type(None))
         return words + (" or null" if type(None) in args else "")
     if get_origin(tp) is Literal:
-        return "one of: " + ", ".join(str(a) for a in get_args(tp))
+        values = [str(a) for a in get_args(tp)]
+        return values[0] if len(values) == 1 else "one of: " + ", ".join(values)
     if get_origin(tp) is dict:
         return f"a mapping (name: {describe(get_args(tp)[1])})"
     words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping",

@@ -81,17 +81,32 @@ def resolve_decode(cfg: dict) -> tuple[dict, str]:
     return decode, precision
 
 
+FALLBACK_SHORT_SIDE = 256  # decode.short_side: auto, for a visual extractor that states no frame_short_side
+
+
+def resolve_short_side(setting, specs) -> int:
+    """``decode.short_side`` made concrete: a number stays; ``auto`` is the largest short side the run's visual
+    extractors ask for (``frame_short_side`` in their YAML; 256 for one that asks none), so frames are scaled in the
+    decoder's threads to what the encoders need and no further (EfficientNet-Lite0 alone: 224, no second resize).
+    It enters the visual groups' cache key as the number: ``auto`` and that number share a store."""
+    if setting != "auto":
+        return int(setting)
+    sides = [s.needed_short_side() or FALLBACK_SHORT_SIDE for s in specs if s.modality == "visual"]
+    return max(sides, default=FALLBACK_SHORT_SIDE)
+
+
 def make_groups(cfg: dict, extractor_arg: str | None, decode: dict | None = None,
                 precision: str = "fp32") -> list[Group]:
     specs = registry.available()
     mapping = parse_extractor_list(extractor_arg, specs) if extractor_arg else dict(cfg["groups"])
     decode = decode or {"backend": "pyav", "device": "cpu"}
+    specs = {group: registry.get_spec(name, (cfg.get("extractors") or {}).get(name)) for group, name in mapping.items()}
+    short_side = resolve_short_side(cfg["decode"]["short_side"], specs.values())
     groups = []
-    for group, name in mapping.items():
-        spec = registry.get_spec(name, (cfg.get("extractors") or {}).get(name))
+    for group, spec in specs.items():
         settings = {"dtype": cfg["store"]["dtype"], "weights": registry.weights_identity(spec)}
         if spec.modality == "visual":
-            settings["short_side"] = cfg["decode"]["short_side"]
+            settings["short_side"] = short_side
             settings["upscale"] = bool(cfg["decode"].get("upscale", False))
             settings["decode"] = f"{decode['backend']}:{decode['device']}"  # pixels differ between backends
         if spec.device != "cpu":
@@ -117,6 +132,7 @@ def main(argv=None) -> int:
         dataset = get_dataset(args.split)
         decode, precision = resolve_decode(cfg)
         groups = make_groups(cfg, args.extractors, decode, precision)
+        decode["short_side"] = resolve_short_side(cfg["decode"]["short_side"], [g.spec for g in groups])
     except ConfigError as exc:
         print("\n".join(exc.lines), file=sys.stderr)
         return 2

