@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine.config import load_config
 from engine.datasets import discover
@@ -18,11 +19,11 @@ FILMS = {f"Clip {k}": ("en" if k % 2 else "zh", f"Clip {k}", [("A short line.", 
          for k in range(3)}
 
 
-def run(tmp_path, name, items, batch):
+def run(tmp_path, name, items, batch, threads=0):
     out = tmp_path / name
     FeatureStore(out, "stream").create()
     plan = RunPlan(out=str(out), split="stream", groups=make_groups(load_config(), "efficientnet_lite0,e5_small"),
-                   decode={"short_side": 64, "chunk_frames": 5}, batch_items=8 if batch else 1)
+                   decode={"short_side": 64, "chunk_frames": 5}, batch_items=8 if batch else 1, threads=threads)
     proc = ShardProcessor(plan)
     # together: one shard, the items share encoder batches; alone: one shard (and one batch) per item
     results = process_items(proc, items, shard_items=len(items) if batch else 1)
@@ -42,13 +43,22 @@ def test_items_sharing_encoder_batches_get_the_rows_they_would_get_alone(tmp_pat
             np.testing.assert_allclose(np.asarray(x.features), np.asarray(y.features), atol=1e-4)
 
 
-def test_a_bad_item_in_a_batch_fails_alone(tmp_path):
+@pytest.mark.parametrize("threads", [0, 2])
+def test_a_bad_item_in_a_batch_fails_alone(tmp_path, threads):
+    """Alone and when the task's media are probed in the worker's threads (an actor's: 2 here): results come back
+    in the items' order, the bad one failed naming its file."""
+    import torch
+    before = torch.get_num_threads()
     root = make_corpus(tmp_path / "emos", FILMS)
     items = discover("stream", root)
     bad = next(it for it in items if it.id == "Clip 1")
     with open(bad.media, "r+b") as fh:  # corrupt the media after discovery
         fh.write(b"\0" * 4096)
-    results, store = run(tmp_path, "out", items, batch=True)
+    try:
+        results, store = run(tmp_path, "out", items, batch=True, threads=threads)
+    finally:
+        torch.set_num_threads(before)
+    assert [r.id for r in results] == [it.id for it in items]
     status = {r.id: r.status for r in results}
     assert status == {"Clip 0": "ok", "Clip 1": "failed", "Clip 2": "ok"}
     assert "Clip 1.mp4" in next(r.error for r in results if r.id == "Clip 1")

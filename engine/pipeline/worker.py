@@ -92,13 +92,11 @@ class ShardProcessor:
             self.store.recover(task.key)
             old = OldShard.open(self.store.shards().get(task.key))
             jobs = []
-            for item in task.items:
-                try:
-                    job = self._prepare(item, results[item.id], old)
-                    if job is not None:
-                        jobs.append(job)
-                except Exception as exc:
-                    self._fail(results, item, exc)
+            for item, got in zip(task.items, self._prepare_all(task.items, results, old)):
+                if isinstance(got, Exception):
+                    self._fail(results, item, got)
+                elif got is not None:
+                    jobs.append(got)
             if jobs:
                 self._compute(jobs)
                 t0 = time.perf_counter()
@@ -124,6 +122,20 @@ class ShardProcessor:
         failed = ItemResult.failed(item, exc, worker_pid=os.getpid())
         failed.seconds = results[item.id].seconds
         results[item.id] = failed
+
+    def _prepare_all(self, items: list[Item], results: dict, old: "OldShard") -> list:
+        """:meth:`_prepare` for every item, in their order: its job, None (nothing to do) or the exception that
+        fails it. A task of many items probes its media in the worker's threads (opening a file waits on the
+        disk and on FFmpeg, not on Python: 1,000 clips took 1.9 s on one thread before any encoder started)."""
+        def one(item: Item):
+            try:
+                return self._prepare(item, results[item.id], old)
+            except Exception as exc:
+                return exc
+        if len(items) < 2 or self.plan.threads <= 1:
+            return [one(it) for it in items]
+        with ThreadPoolExecutor(self.plan.threads, thread_name_prefix="prepare") as pool:
+            return list(pool.map(one, items))
 
     def _prepare(self, item: Item, res: ItemResult, old: "OldShard") -> Job | None:
         old_attrs = old.attrs_of(item.id)
