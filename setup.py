@@ -34,9 +34,11 @@ setup(
     ],
     extras_require={
         "gpu": ["nvidia-dali-cuda130==2.4.0"],  # torch 2.14.1 wheels here are CUDA 13 builds
-        "hf": ["transformers>=4.45"],
+        # transformers 5.25 requires the Hub's `kernels` distribution, whose import name is this project's kernels/
+        # package: transformers then imports ours in its place and fails at import
+        "hf": ["transformers>=4.45,<5.25"],
         # DALI's CPU reader lets CI prove the GPU decode path frame for frame against PyAV (tests/test_dali.py)
-        "test": ["pytest>=8", "transformers>=4.45", "xarray>=2024.1", "scikit-image>=0.22",
+        "test": ["pytest>=8", "transformers>=4.45,<5.25", "xarray>=2024.1", "scikit-image>=0.22",
                  "nvidia-dali-cuda130==2.4.0"],
     },
 )
