@@ -97,10 +97,11 @@ def resolve_short_side(setting, specs) -> int:
 
 def make_groups(cfg: dict, extractor_arg: str | None, decode: dict | None = None,
                 precision: str = "fp32") -> list[Group]:
-    specs = registry.available()
-    mapping = parse_extractor_list(extractor_arg, specs) if extractor_arg else dict(cfg["groups"])
+    known = registry.available()
+    mapping = parse_extractor_list(extractor_arg, known) if extractor_arg else dict(cfg["groups"])
     decode = decode or {"backend": "pyav", "device": "cpu"}
-    specs = {group: registry.get_spec(name, (cfg.get("extractors") or {}).get(name)) for group, name in mapping.items()}
+    overrides = cfg.get("extractors") or {}
+    specs = {group: registry.get_spec(name, overrides.get(name)) for group, name in mapping.items()}
     short_side = resolve_short_side(cfg["decode"]["short_side"], specs.values())
     groups = []
     for group, spec in specs.items():
