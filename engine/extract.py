@@ -23,7 +23,7 @@ import extractors as registry
 from .config import ConfigError, check_run, parse_extractor_list
 from .datasets import dataset_names, get_dataset
 from .decode import select_backend
-from .pipeline.launch import Launch, may_need_work
+from .pipeline.launch import Launch, TaskFeed, may_need_work
 from .pipeline.plan import plan_shards
 from .records import Group, RunPlan
 from .report import dry_run, list_extractors, print_summary, write_report
@@ -170,23 +170,35 @@ def main(argv=None) -> int:
                    force=args.force, duration_tolerance_s=float(cfg.get("stream", {}).get("duration_tolerance_s", 1.0)),
                    half_precision=precision == "fp16", pooled=dataset.clip_level,
                    batch_items=int((cfg["run"].get("items_per_task") or {}).get(dataset.name, dataset.items_per_task)))
-    launch, timings = None, None
+    timings = None
     todo = may_need_work(items, index, args.force)
-    if todo:  # Ray and the actors start while the media are hashed and the shards planned
+    if todo:  # Ray and the actors start while the media are hashed; each shard runs as soon as it is planned
+        feed = TaskFeed()
+
+        def plan_all():
+            try:
+                return plan_shards(items, groups, index, shard_items, args.force, ready=feed.put)
+            finally:
+                feed.close()
         with ThreadPoolExecutor(1, thread_name_prefix="plan") as bg:
-            planned = bg.submit(plan_shards, items, groups, index, shard_items, args.force)
-            launch = Launch(plan, cfg.get("run", {}), args.address, args.workers, args.quiet,
-                            max_actors=-(-len(todo) // max(1, shard_items)), t0=t_start)
-            tasks, results = planned.result()
+            planned = bg.submit(plan_all)
+            try:
+                launch = Launch(plan, cfg.get("run", {}), args.address, args.workers, args.quiet,
+                                max_actors=-(-len(todo) // max(1, shard_items)), t0=t_start)
+                ran = launch.run([], feed=feed, expected=len(todo))
+            except BaseException:
+                feed.cancel()  # the planner stops at its next task instead of hashing every file first
+                raise
+            _, results = planned.result()
+        results += ran
+        timings = launch.timings
     else:
         tasks, results = plan_shards(items, groups, index, shard_items, args.force)
-    if tasks:
-        launch = launch or Launch(plan, cfg.get("run", {}), args.address, args.workers, args.quiet,
-                                  max_actors=len(tasks), t0=t_start)
-        results += launch.run(tasks)
-        timings = launch.timings
-    elif launch is not None:
-        launch.close()
+        if tasks:
+            launch = Launch(plan, cfg.get("run", {}), args.address, args.workers, args.quiet,
+                            max_actors=len(tasks), t0=t_start)
+            results += launch.run(tasks)
+            timings = launch.timings
     wall = time.perf_counter() - t_start
     extra = {"root": str(root), "store": str(store.path), "groups": {g.name: g.spec.name for g in groups},
              "decode": decode, "precision": precision, "damaged_shards": damaged,

@@ -157,6 +157,42 @@ def test_item_names_never_escape_the_output_folder(tmp_path):
     assert not os.path.exists(tmp_path.parent / "etc")
 
 
+def test_planning_hands_each_shard_over_as_soon_as_its_items_are_hashed(tmp_path, run_extract):
+    """A first run reads every media file once to hash it: the actors start on the first shard, not after the
+    last file. Shards already in the store come first; the tasks handed over are the ones returned."""
+    from engine.config import load_config
+    from engine.datasets import discover
+    from engine.extract import make_groups
+    from engine.pipeline.plan import plan_shards
+    from engine.store import FeatureStore
+
+    from .conftest import make_corpus
+    films = {f"Film {k}": ("en", f"Film {k}", [("A line.", "Joy", 1.0)]) for k in range(4)}
+    root = make_corpus(tmp_path / "emos", films)
+    groups = make_groups(load_config(), FAST)
+    items = discover("stream", root)
+    handed = []
+
+    def ready(task):  # which items are hashed when each task is handed over
+        handed.append(([it.id for it in task.items], sorted(it.id for it in items if it.media_fp)))
+    tasks, done = plan_shards(items, groups, {}, 2, False, ready=ready)
+    assert done == [] and [ids for ids, _ in handed] == [[it.id for it in t.items] for t in tasks]
+    assert handed == [(["Film 0", "Film 1"], ["Film 0", "Film 1"]),
+                      (["Film 2", "Film 3"], ["Film 0", "Film 1", "Film 2", "Film 3"])]
+    # "Film 3" is in the store and its file is touched (hashed again): its shard goes first
+    out = tmp_path / "out"
+    assert run_extract("--split", "stream", "--root", root, "--out", out, "--extractors", FAST)[0] == 0
+    media = root / "datasets/streaming-finalsplit/Film 3/Film 3.mp4"
+    os.utime(media, ns=(media.stat().st_atime_ns, media.stat().st_mtime_ns + 10**9))
+    index = FeatureStore(out, "stream").index()
+    index = {k: v for k, v in index.items() if k == "Film 3"}
+    handed.clear()
+    items = discover("stream", root)
+    tasks, _ = plan_shards(items, groups, index, 2, False, ready=ready)
+    assert [ids for ids, _ in handed] == [["Film 3"], ["Film 0", "Film 1"], ["Film 2"]]
+    assert tasks[0].key == index["Film 3"][0] and handed[0][1] == ["Film 3"]
+
+
 def test_a_touched_but_unchanged_file_is_republished_once_then_recognised(corpus, tmp_path, run_extract,
                                                                           monkeypatch):
     out = tmp_path / "out"

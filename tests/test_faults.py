@@ -76,6 +76,41 @@ def test_a_worker_killed_mid_item_is_redone_and_every_item_completes_once(tmp_pa
     assert not list(store.staging.iterdir())  # the dead worker's half-written item was cleaned up
 
 
+def test_a_run_takes_the_tasks_handed_over_while_it_runs_and_ends_when_planning_does(tmp_path, ray_address):
+    """The driver hands shard tasks over as it hashes the media (TaskFeed): a run with no task yet waits for them,
+    takes those that come after it began, and ends once the feed is closed and its tasks are done."""
+    from engine.pipeline.plan import plan_shards
+    from engine.pipeline.runner import TaskFeed, run_tasks
+    from engine.records import RunPlan
+
+    root = make_corpus(tmp_path / "emos", dict(list(FILMS.items())[:2]))
+    out = tmp_path / "out"
+    store = FeatureStore(out, "stream")
+    store.create()
+    plan = RunPlan(out=str(out), split="stream", groups=groups(), decode={"short_side": 64})
+    first, second = plan_shards(discover("stream", root), plan.groups, store.index(), 1, False)[0]
+    feed = TaskFeed()
+    seen = []
+
+    def on_result(res):  # the second task comes only after the first is done; then planning ends
+        seen.append(res.id)
+        if len(seen) == 1:
+            feed.put(second)
+            feed.close()
+    threading.Timer(1.0, feed.put, [first]).start()  # nothing to run when the run begins
+    results = run_tasks([], plan, workers=1, max_restarts=0, max_task_retries=0, on_result=on_result, feed=feed)
+    assert seen == [first.items[0].id, second.items[0].id]
+    assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
+    assert open_store(store.path).items() == sorted(it.id for it in (*first.items, *second.items))
+    feed.cancel()
+    try:
+        feed.put(first)
+    except RuntimeError as exc:
+        assert "stopped" in str(exc)
+    else:
+        raise AssertionError("a cancelled feed took a task")
+
+
 def _extract_cmd(root, out, address, *extra):
     return [sys.executable, "-m", "engine.extract", "--split", "stream", "--root", str(root), "--out", str(out),
             "--extractors", FAST, "--address", address, "--quiet", *extra]

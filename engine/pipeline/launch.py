@@ -2,7 +2,9 @@
 
 Ray's start and the actors' start (imports, model loading) are the fixed cost of a run. They begin as soon as
 the driver sees that some item may need work, while the media are hashed and the shards planned in a background
-thread (Ray must start in the main thread); a run with nothing to do starts nothing.
+thread (Ray must start in the main thread), and each shard task goes to the actors as soon as its items are hashed
+(:class:`TaskFeed`): a first run reads every media file once to hash it, and the actors need not wait for all of
+them. A run with nothing to do starts nothing.
 """
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import sys
 import time
 
 from ..records import Item, ItemResult, RunPlan
-from .runner import Pool, Timings, init_ray, run_tasks, shutdown_ray
+from .runner import Pool, TaskFeed, Timings, init_ray, run_tasks, shutdown_ray
+
+__all__ = ["Launch", "TaskFeed", "may_need_work"]
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +65,25 @@ class Launch:
             shutdown_ray()
             self.started_ray = False
 
-    def run(self, tasks) -> list[ItemResult]:
-        """Run the shard tasks with a progress bar (unless quiet); shut Ray down if this run started it."""
+    def run(self, tasks, feed: TaskFeed | None = None, expected: int | None = None) -> list[ItemResult]:
+        """Run the shard tasks, and those ``feed`` hands over while the driver still plans, with a progress bar
+        (unless quiet) over ``expected`` items (default: the tasks'); shut Ray down if this run started it."""
         bar = None
         try:
             if not self.quiet:
                 from tqdm import tqdm
-                bar = tqdm(total=sum(len(t.items) for t in tasks), unit="item", desc=f"extract {self.plan.split}",
-                           file=sys.stderr)
+                total = sum(len(t.items) for t in tasks) if expected is None else expected
+                bar = tqdm(total=total, unit="item", desc=f"extract {self.plan.split}", file=sys.stderr)
             return run_tasks(tasks, self.plan, workers=self.workers, max_restarts=int(self.cfg.get("max_restarts", 4)),
                              max_task_retries=int(self.cfg.get("max_task_retries", 2)),
                              in_flight_per_worker=int(self.cfg.get("in_flight_per_worker", 2)),
                              on_result=self._on_result(bar), timings=self.timings, pool=self.pool,
-                             on_progress=self._on_progress(bar) if bar is not None else None)
+                             on_progress=self._on_progress(bar) if bar is not None else None, feed=feed)
         finally:
             if bar is not None:
+                if feed is not None and feed.closed:  # the planner's count: `expected` came from a stat alone
+                    bar.total = feed.items
+                    bar.refresh()
                 bar.close()
             self.close()
 

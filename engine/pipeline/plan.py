@@ -8,6 +8,7 @@ cached), and each worker plans again under the shard's lock, so two runs never c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..fingerprint import digest, media_fingerprint, modality_key
 from ..records import Group, Item, ItemResult
@@ -61,38 +62,56 @@ def new_shard_key(item_ids: list[str]) -> str:
 
 
 def plan_shards(items: list[Item], groups: list[Group], index: dict[str, tuple[str, dict]], shard_items: int,
-                force: bool) -> tuple[list[ShardTask], list[ItemResult]]:
+                force: bool, ready: Callable[[ShardTask], None] | None = None
+                ) -> tuple[list[ShardTask], list[ItemResult]]:
     """Shard tasks for the items that need work, and the results of those that need none (cached or failed).
 
     ``index`` maps the published items to ``(shard key, attrs)``. Items are hashed here (once per run); the
-    fingerprint travels with the task's copy of the item so that workers never rehash.
+    fingerprint travels with the task's copy of the item so that workers never rehash. ``ready(task)`` hears of
+    each task as soon as its items are planned, so that workers start on the first while the rest are hashed (a
+    first run reads every media file once here): first the shards already in the store (their items are rarely
+    hashed again: size and mtime say they are unchanged), then the new ones, ``shard_items`` items each in the
+    order of their ids, a failed item leaving its place empty.
     """
     done: list[ItemResult] = []
+    tasks: list[ShardTask] = []
     by_key: dict[str, ShardTask] = {}
     new: list[Item] = []
-    for it in items:
+
+    def plan(it: Item, old: dict | None) -> bool:
+        """Whether ``it`` needs work (its fingerprint then set on it); its result in ``done`` when it does not."""
         if it.error is not None:
             done.append(ItemResult.failed(it, it.error))
-            continue
-        key, old = index.get(it.id, (None, None))
+            return False
         try:
             p = plan_item(it, groups, old, force)
         except OSError as exc:
             done.append(ItemResult.failed(it, f"{it.id}: cannot read media ({exc}) [{it.media}]"))
-            continue
+            return False
         if not p.rewrite:
             done.append(ItemResult(id=it.id, status="cached", source=it.source, reused=p.reuse, lang=it.lang,
                                    media_s=float(old.get("duration_s") or 0.0), warnings=list(it.warnings)))
-            continue
+            return False
         it.media_fp = p.media
-        if key is not None:
-            by_key.setdefault(key, ShardTask(key)).items.append(it)
-        else:
+        return True
+
+    def hand(task: ShardTask) -> None:
+        tasks.append(task)
+        if ready is not None:
+            ready(task)
+
+    for it in items:
+        key, old = index.get(it.id, (None, None))
+        if key is None:
             new.append(it)
+        elif plan(it, old):
+            by_key.setdefault(key, ShardTask(key)).items.append(it)
+    for task in by_key.values():
+        hand(task)
     new.sort(key=lambda i: i.id)
     step = max(1, shard_items)
     for i in range(0, len(new), step):
-        chunk = new[i:i + step]
-        key = new_shard_key([it.id for it in chunk])
-        by_key.setdefault(key, ShardTask(key)).items.extend(chunk)
-    return list(by_key.values()), done
+        chunk = [it for it in new[i:i + step] if plan(it, None)]
+        if chunk:
+            hand(ShardTask(new_shard_key([it.id for it in chunk]), chunk))
+    return tasks, done

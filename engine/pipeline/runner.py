@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -191,13 +192,55 @@ class Pool:
                 pass
 
 
+class TaskFeed:
+    """Shard tasks handed to a run while the driver still plans (hashes media): :func:`run_tasks` starts on the
+    first ones. The planner calls :meth:`put` for each task and :meth:`close` when it is done, whatever happened."""
+
+    _END = object()
+
+    def __init__(self):
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self.closed = False     # seen by the run: no task will come any more
+        self.items = 0          # in the tasks handed over so far
+        self._cancelled = False
+
+    def put(self, task: ShardTask) -> None:
+        if self._cancelled:
+            raise RuntimeError("the run stopped: no more tasks are planned")
+        self.items += len(task.items)
+        self._q.put(task)
+
+    def cancel(self) -> None:
+        """The run is over (it failed or was interrupted): the planner's next :meth:`put` raises."""
+        self._cancelled = True
+
+    def close(self) -> None:
+        self._q.put(self._END)
+
+    def take(self, wait_s: float = 0.0) -> list[ShardTask]:
+        """The tasks handed over so far (waiting up to ``wait_s`` for the first of them)."""
+        out = []
+        try:
+            x = self._q.get(timeout=wait_s) if wait_s > 0 else self._q.get_nowait()
+            while True:
+                if x is self._END:
+                    self.closed = True
+                    return out
+                out.append(x)
+                x = self._q.get_nowait()
+        except queue.Empty:
+            return out
+
+
 def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts: int, max_task_retries: int,
               in_flight_per_worker: int = 2, on_result: Callable[[ItemResult], None] | None = None,
               on_start: Callable[[list], None] | None = None, timings: Timings | None = None,
-              on_progress: Callable[[int], None] | None = None, pool: Pool | None = None) -> list[ItemResult]:
+              on_progress: Callable[[int], None] | None = None, pool: Pool | None = None,
+              feed: TaskFeed | None = None) -> list[ItemResult]:
     """Run shard tasks through a pool of actors (``pool``, or one made here); one result per item, in completion
-    order. ``on_progress(n)`` hears of items computed inside shards still running (a shard of clips is one task
-    of minutes). The pool is closed at the end."""
+    order. ``tasks`` and, with ``feed``, those it hands over until it is closed. ``on_progress(n)`` hears of items
+    computed inside shards still running (a shard of clips is one task of minutes). The pool is closed at the
+    end."""
     import ray
     from ray.exceptions import RayActorError, RayTaskError
     from ray.util.queue import Empty, Queue
@@ -219,23 +262,30 @@ def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts:
                 return
             if progress.empty():
                 return
-    queue = deque(tasks)
-    later: deque = deque()  # tasks whose shard another run holds: tried again once the queue is empty
+    todo = deque(tasks)
+    later: deque = deque()  # tasks whose shard another run holds: tried again once `todo` is empty
     busy: dict = {}  # ref -> (task, actor index, sent at)
     load = [0] * n
     results: list[ItemResult] = []
+    planning = feed is not None and not feed.closed
     try:
-        while queue or busy or later:
-            if not queue and later and not busy:
+        while todo or busy or later or planning:
+            if planning:  # tasks still coming: wait for one only when nothing else is to be done
+                todo.extend(feed.take(wait_s=0.0 if (todo or busy or later) else 0.2))
+                planning = not feed.closed
+            if not todo and later and not busy:
                 time.sleep(0.2)
-                queue.extend(later)
+                todo.extend(later)
                 later.clear()
             for a in range(n):
-                while queue and load[a] < in_flight_per_worker:
-                    task = queue.popleft()
+                while todo and load[a] < in_flight_per_worker:
+                    task = todo.popleft()
                     busy[actors[a].process.remote(task, progress)] = (task, a, time.perf_counter())
                     load[a] += 1
-            ready, _ = ray.wait(list(busy), num_returns=1, timeout=1.0)
+            if not busy:
+                continue
+            # while tasks still come, look again soon: an actor with a free slot should not wait for them
+            ready, _ = ray.wait(list(busy), num_returns=1, timeout=0.2 if planning else 1.0)
             drain()
             for ref in ready:
                 task, a, sent = busy.pop(ref)
