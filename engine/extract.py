@@ -177,9 +177,12 @@ def main(argv=None) -> int:
 
         def plan_all():
             try:
-                return plan_shards(items, groups, index, shard_items, args.force, ready=feed.put)
-            finally:
-                feed.close()
+                planned = plan_shards(items, groups, index, shard_items, args.force, ready=feed.put)
+            except BaseException as exc:  # the run stops at once, and this exception is raised from it
+                feed.close(exc)
+                raise
+            feed.close()
+            return planned
         with ThreadPoolExecutor(1, thread_name_prefix="plan") as bg:
             planned = bg.submit(plan_all)
             try:
@@ -187,7 +190,7 @@ def main(argv=None) -> int:
                                 max_actors=-(-len(todo) // max(1, shard_items)), t0=t_start)
                 ran = launch.run([], feed=feed, expected=len(todo))
             except BaseException:
-                feed.cancel()  # the planner stops at its next task instead of hashing every file first
+                feed.cancel()  # the planner stops at its next task instead of hashing every file
                 raise
             _, results = planned.result()
         results += ran

@@ -98,7 +98,13 @@ def test_a_run_takes_the_tasks_handed_over_while_it_runs_and_ends_when_planning_
             feed.put(second)
             feed.close()
     threading.Timer(1.0, feed.put, [first]).start()  # nothing to run when the run begins
-    results = run_tasks([], plan, workers=1, max_restarts=0, max_task_retries=0, on_result=on_result, feed=feed)
+    out_box = []
+    run = threading.Thread(target=lambda: out_box.append(run_tasks(
+        [], plan, workers=1, max_restarts=0, max_task_retries=0, on_result=on_result, feed=feed)), daemon=True)
+    run.start()
+    run.join(timeout=180)
+    assert not run.is_alive(), "the run did not end once the feed was closed and its tasks were done"
+    (results,) = out_box
     assert seen == [first.items[0].id, second.items[0].id]
     assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
     assert open_store(store.path).items() == sorted(it.id for it in (*first.items, *second.items))
@@ -109,6 +115,37 @@ def test_a_run_takes_the_tasks_handed_over_while_it_runs_and_ends_when_planning_
         assert "stopped" in str(exc)
     else:
         raise AssertionError("a cancelled feed took a task")
+
+
+def test_a_planning_failure_stops_the_run_with_its_error(tmp_path, ray_address, monkeypatch):
+    """A planner that fails after handing a task over (a bug, not a bad file: those fail their item) stops the
+    run: main raises its error instead of finishing the tasks first or waiting for tasks that never come."""
+    import engine.extract as cli
+    from engine.pipeline.plan import plan_shards
+
+    def failing(items, groups, index, shard_items, force, ready=None):
+        def hand_one_then_fail(task):
+            ready(task)
+            raise RuntimeError("planner bug")
+        return plan_shards(items, groups, index, shard_items, force, ready=hand_one_then_fail)
+    monkeypatch.setattr(cli, "plan_shards", failing)
+    root = make_corpus(tmp_path / "emos", dict(list(FILMS.items())[:2]))
+    raised = []
+
+    def run():
+        try:
+            cli.main(["--split", "stream", "--root", str(root), "--out", str(tmp_path / "out"), "--extractors",
+                      FAST, "--address", ray_address, "--quiet"])
+        except RuntimeError as exc:
+            raised.append(str(exc))
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    th.join(timeout=180)
+    assert not th.is_alive(), "the run waited on after its planner failed"
+    assert raised == ["planner bug"]
+    # stopped at once: the task handed over was not finished first (a fresh actor needs seconds to import torch
+    # and load its models; the run sees the error within a fraction of one)
+    assert open_store(tmp_path / "out" / "stream.zarr").items() == []
 
 
 def _extract_cmd(root, out, address, *extra):

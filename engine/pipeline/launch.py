@@ -68,7 +68,7 @@ class Launch:
     def run(self, tasks, feed: TaskFeed | None = None, expected: int | None = None) -> list[ItemResult]:
         """Run the shard tasks, and those ``feed`` hands over while the driver still plans, with a progress bar
         (unless quiet) over ``expected`` items (default: the tasks'); shut Ray down if this run started it."""
-        bar = None
+        bar, self._feed = None, feed
         try:
             if not self.quiet:
                 from tqdm import tqdm
@@ -87,11 +87,18 @@ class Launch:
                 bar.close()
             self.close()
 
+    def _grow(self, bar) -> None:
+        """The bar's total up to the items handed over so far (the count it started from came from a stat alone:
+        a changed extractor makes items need work whose files did not change)."""
+        if self._feed is not None and self._feed.items > bar.total:
+            bar.total = self._feed.items
+
     def _on_progress(self, bar):
         self._ahead = 0  # items counted from progress reports before their shard finished
 
         def on_progress(n: int):
             self._ahead += n
+            self._grow(bar)
             bar.update(n)
         return on_progress
 
@@ -105,6 +112,7 @@ class Launch:
             if r.status == "failed":
                 log.error("%s", r.error)
             if bar is not None:
+                self._grow(bar)
                 rate = done_media[0] / max(1e-9, time.perf_counter() - t_run)
                 bar.set_postfix_str(f"{done_media[0]:.0f} media s, {rate:.2f} media s/s")
                 if self._ahead:

@@ -194,7 +194,8 @@ class Pool:
 
 class TaskFeed:
     """Shard tasks handed to a run while the driver still plans (hashes media): :func:`run_tasks` starts on the
-    first ones. The planner calls :meth:`put` for each task and :meth:`close` when it is done, whatever happened."""
+    first ones. The planner calls :meth:`put` for each task and :meth:`close` when it is done, with the exception
+    that stopped it if one did: the run then raises it at once instead of finishing the tasks it has."""
 
     _END = object()
 
@@ -203,6 +204,7 @@ class TaskFeed:
         self.closed = False     # seen by the run: no task will come any more
         self.items = 0          # in the tasks handed over so far
         self._cancelled = False
+        self._error: BaseException | None = None
 
     def put(self, task: ShardTask) -> None:
         if self._cancelled:
@@ -211,20 +213,25 @@ class TaskFeed:
         self._q.put(task)
 
     def cancel(self) -> None:
-        """The run is over (it failed or was interrupted): the planner's next :meth:`put` raises."""
+        """The run is over (it failed or was interrupted): the planner's next :meth:`put` raises, so it stops at
+        its next task (after hashing that task's files) rather than after hashing every file."""
         self._cancelled = True
 
-    def close(self) -> None:
+    def close(self, error: BaseException | None = None) -> None:
+        self._error = error
         self._q.put(self._END)
 
     def take(self, wait_s: float = 0.0) -> list[ShardTask]:
-        """The tasks handed over so far (waiting up to ``wait_s`` for the first of them)."""
+        """The tasks handed over so far (waiting up to ``wait_s`` for the first of them); raises the planner's
+        exception once it is closed with one."""
         out = []
         try:
             x = self._q.get(timeout=wait_s) if wait_s > 0 else self._q.get_nowait()
             while True:
                 if x is self._END:
                     self.closed = True
+                    if self._error is not None:
+                        raise self._error
                     return out
                 out.append(x)
                 x = self._q.get_nowait()
