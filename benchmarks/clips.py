@@ -143,8 +143,8 @@ def extraction(ctx: Context) -> list[Ratio]:
         + ", ".join(f"{g} {per(s)}" for g, s in sorted(eng["seconds_by_group"].items())),
         f"engine fixed costs: Ray start-up {eng['ray_start_s']:.1f} s, first shard back after "
         f"{t['first_result_s']:.1f} s, `run_tasks` {eng['run_s']:.1f} s, the rest of main() "
-        f"{eng['outside_run_s']:.1f} s (discovery, Ray shutdown, report; the media are hashed beside Ray's start and the run), interpreter and "
-        f"imports {eng['process_s'] - eng['wall_s']:.1f} s",
+        f"{eng['outside_run_s']:.1f} s (discovery, Ray shutdown, report; the media are hashed beside Ray's start "
+        f"and the run), interpreter and imports {eng['process_s'] - eng['wall_s']:.1f} s",
         "plain per clip: " + ", ".join(f"{k} {per(v)}" for k, v in plain["seconds"].items()),
     ] + [f"features `{g}`: {s['rows_matched']} rows matched by time ({s['rows_unmatched']} unmatched), cosine mean "
          f"{s['mean_cosine']:.4f} min {s['min_cosine']:.4f}" for g, s in same.items()]

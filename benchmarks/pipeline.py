@@ -122,7 +122,8 @@ def measure(ctx: Context) -> list[Ratio]:
         f"engine: {eng['media_s']:.1f} media s in {eng['wall_s']:.2f} s; its Timings: Ray start-up "
         f"{eng['ray_start_s']:.2f} s, `run_tasks` {eng['run_s']:.2f} s (actor start and model loading included), "
         f"first shard back {fmt(eng['first_result_s'])} s after `run_tasks` began; the rest of main() "
-        f"{eng['outside_run_s']:.2f} s (discovery, Ray shutdown, report; the media are hashed beside Ray's start and the run)",
+        f"{eng['outside_run_s']:.2f} s (discovery, Ray shutdown, report; the media are hashed beside Ray's start "
+        "and the run)",
         f"for information only (not the ratio): during `run_tasks` the engine reaches {in_run:.1f} media s/s, "
         f"{in_run / st['throughput'][slowest]:.2f} of the slowest stage",
     ]

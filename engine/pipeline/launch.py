@@ -16,8 +16,6 @@ import time
 from ..records import Item, ItemResult, RunPlan
 from .runner import Pool, TaskFeed, Timings, init_ray, run_tasks, shutdown_ray
 
-__all__ = ["Launch", "TaskFeed", "may_need_work"]
-
 log = logging.getLogger(__name__)
 
 
