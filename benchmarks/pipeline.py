@@ -30,9 +30,8 @@ from .common import Context, OtherWork, Ratio, engine_threads, fmt, items_of, ma
 def stages_alone(ctx: Context) -> dict:
     import torch
 
-    import extractors as registry
-    from engine.decode import decode_audio, iter_frames_pyav, probe
-    from engine.store import FeatureStore, ItemRows
+    from engine.pipeline.worker import model_threads
+    from extractors.base import set_cpu_threads
 
     items = items_of(ctx.corpus(ctx.films))
     media_s = media_seconds(items)
@@ -41,6 +40,18 @@ def stages_alone(ctx: Context) -> dict:
     shutil.rmtree(scratch, ignore_errors=True)
     plan = make_plan(scratch, ctx.mode.extractors, threads=engine_threads())
     torch.set_num_threads(plan.threads)
+    set_cpu_threads(model_threads(plan))  # a model's own pool as wide as in the actor (half its threads)
+    try:
+        return _stages(ctx, items, media_s, other, scratch, plan)
+    finally:
+        set_cpu_threads(0)
+
+
+def _stages(ctx: Context, items, media_s: float, other: OtherWork, scratch, plan) -> dict:
+    import extractors as registry
+    from engine.decode import decode_audio, iter_frames_pyav, probe
+    from engine.store import FeatureStore, ItemRows
+
     d = plan.decode
     fps_set = {g.spec.fps or 0.0 for g in plan.groups if g.modality == "visual"}
     rates = {int(g.spec.sample_rate or 16000) for g in plan.groups if g.modality == "audio"}
@@ -105,6 +116,7 @@ def stages_alone(ctx: Context) -> dict:
     cpu["store writes"] = time.process_time() - c0
     return {"media_s": media_s, "seconds": seconds, "cpu_s": cpu, "decode_split_s": split,
             "other_share": other.done()["other_share"], "torch_threads": plan.threads,
+            "model_threads": model_threads(plan),
             "throughput": {k: media_s / v for k, v in seconds.items()}}
 
 

@@ -55,6 +55,7 @@ class Run(Section):
     in_flight_per_worker: Positive = 2
     items_per_task: dict[str, Positive] = Field(default_factory=lambda: {"stream": 1, "static": 8})
     half_precision: bool = True
+    model_threads: Count = 0
 
 
 class Static(Section):

@@ -169,6 +169,7 @@ def main(argv=None) -> int:
     plan = RunPlan(out=str(out), split=dataset.name, groups=groups, decode=decode, store_dtype=cfg["store"]["dtype"],
                    force=args.force, duration_tolerance_s=float(cfg.get("stream", {}).get("duration_tolerance_s", 1.0)),
                    half_precision=precision == "fp16", pooled=dataset.clip_level,
+                   model_threads=int(cfg["run"].get("model_threads", 0)),
                    batch_items=int((cfg["run"].get("items_per_task") or {}).get(dataset.name, dataset.items_per_task)))
     timings = None
     todo = may_need_work(items, index, args.force)

@@ -103,7 +103,8 @@ class RunPlan:
     store_dtype: str = "float32"
     duration_tolerance_s: float = 1.0
     force: bool = False
-    threads: int = 0
+    threads: int = 0                   # the worker's CPU share in threads (set by the pool from its placement)
+    model_threads: int = 0             # threads of a CPU model's own pool (0: half of ``threads``, at least one)
     half_precision: bool = True
     pooled: bool = False               # the dataset's items are clips: store one mean vector per group and item
     batch_items: int = 8               # items whose audio a worker decodes ahead of the encoders

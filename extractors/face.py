@@ -69,7 +69,7 @@ class HaarDetector:
         self.scale_factor = float(params.get("scale_factor", 1.1))
         self.min_neighbors = int(params.get("min_neighbors", 5))
         self.min_face = float(params.get("min_face", 0.08))
-        cv2.setNumThreads(cpu_threads())  # the worker's CPU share, not every core
+        cv2.setNumThreads(cpu_threads())  # the worker's model share, not every core
         self._cv2 = cv2
         self.model_id = f"opencv {cv2.__version__} {os.path.basename(self.path)} blake2b:{file_digest(self.path)}"
 

@@ -67,6 +67,7 @@ def test_unknown_nested_key_is_named_with_what_is_allowed(tmp_path):
 @pytest.mark.parametrize("text, line", [
     ("run: {workers: two}", "run.workers: 'two' is not an integer >= 0"),
     ("run: {workers: -1}", "run.workers: -1 is not an integer >= 0"),
+    ("run: {model_threads: -2}", "run.model_threads: -2 is not an integer >= 0"),
     ("run: {half_precision: 1}", "run.half_precision: 1 is not true or false"),
     ("decode: {short_side: '256'}", "decode.short_side: '256' is not an integer >= 0 or auto"),  # reported once
     ("decode: {short_side: aut}", "decode.short_side: 'aut' is not an integer >= 0 or auto"),

@@ -8,7 +8,7 @@ from engine.config import load_config
 from engine.datasets import discover
 from engine.extract import make_groups
 from engine.reader import open_store
-from engine.pipeline.worker import ShardProcessor, process_items
+from engine.pipeline.worker import ShardProcessor, model_threads, process_items
 from engine.records import RunPlan
 from engine.store import FeatureStore
 
@@ -108,32 +108,36 @@ def test_progress_counts_each_item_once(tmp_path):
         assert len(groups["audio"].t) and len(groups["text"].t) == 2
 
 
-def test_a_model_first_loaded_during_a_task_of_short_clips_keeps_the_worker_s_threads(tmp_path):
+def test_a_model_first_loaded_during_a_task_of_short_clips_keeps_the_worker_s_model_share(tmp_path):
     """A task of many short clips runs torch one thread per op for a while; a model loaded then (the first task
-    waits for models) must still get the worker's share for its own pools, or every later film runs on one thread.
-    A plan without a thread count (no Ray: `process_items`) leaves torch's count alone."""
+    waits for models) must still get the worker's model share for its own pool, or every later film runs on one
+    thread. That share is half the worker's threads (its decoders run beside the models), or `run.model_threads`.
+    A plan without a thread count (no Ray: `process_items`) leaves torch's count alone and halves it for models."""
     import torch
     root = make_corpus(tmp_path / "emos", FILMS)
     before = torch.get_num_threads()
     seen = []
-    for threads in (2, 0):
-        out = tmp_path / f"out{threads}"
+    # (the worker's threads, run.model_threads, the model pool's threads)
+    for threads, setting, pool in ((4, 0, 2), (2, 0, 1), (2, 3, 3), (0, 0, max(1, before // 2))):
+        out = tmp_path / f"out{threads}-{setting}"
         FeatureStore(out, "stream").create()
         plan = RunPlan(out=str(out), split="stream", groups=make_groups(load_config(), "efficientnet_lite0"),
-                       decode={"short_side": 64, "chunk_frames": 5}, batch_items=8, threads=threads)
+                       decode={"short_side": 64, "chunk_frames": 5}, batch_items=8, threads=threads,
+                       model_threads=setting)
+        assert model_threads(plan) == pool
         proc = ShardProcessor(plan)
         group = plan.groups[0]
         load = proc.extractor
 
-        def spy(g, load=load):  # what torch's count is while the task's models load and run
+        def spy(g, load=load, threads=threads):  # what torch's count is while the task's models load and run
             seen.append((threads, torch.get_num_threads()))
             return load(g)
         proc.extractor = spy
         results = process_items(proc, discover("stream", root), shard_items=len(FILMS))
         assert [r.status for r in results] == ["ok"] * len(FILMS)
         session = proc._extractors[group.name]._session
-        assert session.get_session_options().intra_op_num_threads == (threads or before)
+        assert session.get_session_options().intra_op_num_threads == pool, (threads, setting)
         assert torch.get_num_threads() == (threads or before)
         torch.set_num_threads(before)
-    assert 1 in {n for t, n in seen if t == 2}  # the rule applied on a 2-thread actor
+    assert 1 in {n for t, n in seen if t == 4}  # the rule applied on a 4-thread actor
     assert {n for t, n in seen if t == 0} == {before}  # and not without a thread count

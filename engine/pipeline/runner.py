@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..records import ItemResult, RunPlan
 from .plan import ShardTask
-from .worker import BUSY, ShardProcessor
+from .worker import BUSY, ShardProcessor, model_threads
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
@@ -178,7 +178,8 @@ class Pool:
         self._new = lambda: actor.options(max_restarts=max_restarts, max_task_retries=max_task_retries,
                                           **resources).remote(plan)
         self.actors = [self._new() for _ in range(self.n)]
-        log.info("%d extraction actor(s), each %s", self.n, resources)
+        log.info("%d extraction actor(s), each %s; %d thread(s) for a CPU model's own pool", self.n, resources,
+                 model_threads(plan))
 
     def replace(self, a: int) -> None:
         self.actors[a] = self._new()
