@@ -49,6 +49,7 @@ def stages_alone(ctx: Context) -> dict:
 
 def _stages(ctx: Context, items, media_s: float, other: OtherWork, scratch, plan) -> dict:
     import extractors as registry
+    from extractors.base import cpu_threads
     from engine.decode import decode_audio, iter_frames_pyav, probe
     from engine.store import FeatureStore, ItemRows
 
@@ -116,7 +117,7 @@ def _stages(ctx: Context, items, media_s: float, other: OtherWork, scratch, plan
     cpu["store writes"] = time.process_time() - c0
     return {"media_s": media_s, "seconds": seconds, "cpu_s": cpu, "decode_split_s": split,
             "other_share": other.done()["other_share"], "torch_threads": plan.threads,
-            "model_threads": model_threads(plan),
+            "model_threads": cpu_threads(),
             "throughput": {k: media_s / v for k, v in seconds.items()}}
 
 
