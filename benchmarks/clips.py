@@ -122,6 +122,7 @@ def extraction(ctx: Context) -> list[Ratio]:
     root = ctx.corpus(f"clips-{n}", lambda: clip_corpus(n))
     out, npy = ctx.store_dir(f"clips-{n}"), ctx.store_dir(f"clips-{n}-plain")
     shutil.rmtree(out, ignore_errors=True)
+    ctx.prime()
     # an hour each: on a machine shared with other work both sides can take many times their quiet time
     plain = run_child(["clips_plain", str(root), str(npy), CHEAP], timeout_s=3600)
     eng = run_child(["engine", "--split", "static", "--root", str(root), "--out", str(out), "--extractors", CHEAP,
