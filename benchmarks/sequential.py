@@ -159,7 +159,6 @@ def same_frames(media: str, fps: float | None) -> dict:
 def measure(ctx: Context) -> list[Ratio]:
     eng = ctx.engine_run(ctx.films)
     npy_dir = ctx.store_dir(f"{ctx.films}-sequential")
-    ctx.prime()
     seq = run_child(["sequential", str(ctx.corpus(ctx.films)), str(npy_dir), ctx.mode.extractors], timeout_s=3600)
     plan = make_plan(npy_dir, ctx.mode.extractors)
     groups = [g.name for g in plan.groups]
