@@ -83,6 +83,11 @@ class Extractor:
     def begin_item(self) -> None:
         """Reset per-item state (e.g. the previous frame for motion energy)."""
 
+    def use_threads(self, n: int | None) -> None:
+        """Threads the model may use from now on; None: its share again (:func:`cpu_threads`, what it loaded with).
+        The scheduler widens a CPU model to the worker's threads while the worker's decoder waits (it is ahead, or
+        done) and narrows it when the decoder works again. A model whose pool cannot change ignores it."""
+
     # ---- description ------------------------------------------------------------------------------------------
     def attrs(self) -> dict[str, Any]:
         """Attributes stored with the modality so a reader can always tell features apart."""

