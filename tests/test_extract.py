@@ -159,7 +159,9 @@ def test_item_names_never_escape_the_output_folder(tmp_path):
 
 def test_planning_hands_each_shard_over_as_soon_as_its_items_are_hashed(tmp_path, run_extract):
     """A first run reads every media file once to hash it: the actors start on the first shard, not after the
-    last file. Shards already in the store come first; the tasks handed over are the ones returned."""
+    last file. Shards already in the store come first; the tasks handed over are the ones returned. Within each,
+    the smallest shard goes first (the first result comes soonest), then the largest first (no long film is left
+    to run alone at the end); shards are still packed in the order of their items' ids."""
     from engine.config import load_config
     from engine.datasets import discover
     from engine.extract import make_groups
@@ -167,7 +169,8 @@ def test_planning_hands_each_shard_over_as_soon_as_its_items_are_hashed(tmp_path
     from engine.store import FeatureStore
 
     from .conftest import make_corpus
-    films = {f"Film {k}": ("en", f"Film {k}", [("A line.", "Joy", 1.0)]) for k in range(4)}
+    seconds = (3.0, 2.0, 1.0, 1.0, 6.0, 5.0)  # shards of 2: 5 s, 2 s, 11 s of film
+    films = {f"Film {k}": ("en", f"Film {k}", [("A line.", "Joy", s)]) for k, s in enumerate(seconds)}
     root = make_corpus(tmp_path / "emos", films)
     groups = make_groups(load_config(), FAST)
     items = discover("stream", root)
@@ -177,20 +180,24 @@ def test_planning_hands_each_shard_over_as_soon_as_its_items_are_hashed(tmp_path
         handed.append(([it.id for it in task.items], sorted(it.id for it in items if it.media_fp)))
     tasks, done = plan_shards(items, groups, {}, 2, False, ready=ready)
     assert done == [] and [ids for ids, _ in handed] == [[it.id for it in t.items] for t in tasks]
-    assert handed == [(["Film 0", "Film 1"], ["Film 0", "Film 1"]),
-                      (["Film 2", "Film 3"], ["Film 0", "Film 1", "Film 2", "Film 3"])]
-    # "Film 3" is in the store and its file is touched (hashed again): its shard goes first
+    assert handed == [(["Film 2", "Film 3"], ["Film 2", "Film 3"]),
+                      (["Film 4", "Film 5"], ["Film 2", "Film 3", "Film 4", "Film 5"]),
+                      (["Film 0", "Film 1"], [f"Film {k}" for k in range(6)])]
+    # "Film 0" and "Film 4" are in the store, each in its own shard, their files touched (hashed again): their
+    # shards go first, the smaller first; then the new ones ("Film 1" alone is the smallest, "Film 5" the largest)
     out = tmp_path / "out"
     assert run_extract("--split", "stream", "--root", root, "--out", out, "--extractors", FAST)[0] == 0
-    media = root / "datasets/streaming-finalsplit/Film 3/Film 3.mp4"
-    os.utime(media, ns=(media.stat().st_atime_ns, media.stat().st_mtime_ns + 10**9))
+    for k in (0, 4):
+        media = root / f"datasets/streaming-finalsplit/Film {k}/Film {k}.mp4"
+        os.utime(media, ns=(media.stat().st_atime_ns, media.stat().st_mtime_ns + 10**9))
     index = FeatureStore(out, "stream").index()
-    index = {k: v for k, v in index.items() if k == "Film 3"}
+    index = {k: v for k, v in index.items() if k in ("Film 0", "Film 4")}
     handed.clear()
     items = discover("stream", root)
-    tasks, _ = plan_shards(items, groups, index, 2, False, ready=ready)
-    assert [ids for ids, _ in handed] == [["Film 3"], ["Film 0", "Film 1"], ["Film 2"]]
-    assert tasks[0].key == index["Film 3"][0] and handed[0][1] == ["Film 3"]
+    tasks, _ = plan_shards(items, groups, index, 1, False, ready=ready)
+    assert [ids for ids, _ in handed] == [["Film 0"], ["Film 4"], ["Film 2"], ["Film 5"], ["Film 1"], ["Film 3"]] \
+        or [ids for ids, _ in handed] == [["Film 0"], ["Film 4"], ["Film 3"], ["Film 5"], ["Film 1"], ["Film 2"]]
+    assert tasks[0].key == index["Film 0"][0] and handed[0][1] == ["Film 0", "Film 4"]
 
 
 def test_a_touched_but_unchanged_file_is_republished_once_then_recognised(corpus, tmp_path, run_extract,

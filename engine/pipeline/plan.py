@@ -7,11 +7,14 @@ cached), and each worker plans again under the shard's lock, so two runs never c
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TypeVar
 
 from ..fingerprint import digest, media_fingerprint, modality_key
 from ..records import Group, Item, ItemResult
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -70,8 +73,9 @@ def plan_shards(items: list[Item], groups: list[Group], index: dict[str, tuple[s
     fingerprint travels with the task's copy of the item so that workers never rehash. ``ready(task)`` hears of
     each task as soon as its items are planned, so that workers start on the first while the rest are hashed (a
     first run reads every media file once here): first the shards already in the store (their items are rarely
-    hashed again: size and mtime say they are unchanged), then the new ones, ``shard_items`` items each in the
-    order of their ids, a failed item leaving its place empty.
+    hashed again: size and mtime say they are unchanged), then the new ones, packed ``shard_items`` items each in
+    the order of their ids, a failed item leaving its place empty. Within each of the two, tasks go out in
+    :func:`hand_out_order`.
     """
     done: list[ItemResult] = []
     tasks: list[ShardTask] = []
@@ -106,12 +110,33 @@ def plan_shards(items: list[Item], groups: list[Group], index: dict[str, tuple[s
             new.append(it)
         elif plan(it, old):
             by_key.setdefault(key, ShardTask(key)).items.append(it)
-    for task in by_key.values():
+    for task in hand_out_order(list(by_key.values()), lambda t: t.items):
         hand(task)
     new.sort(key=lambda i: i.id)
     step = max(1, shard_items)
-    for i in range(0, len(new), step):
-        chunk = [it for it in new[i:i + step] if plan(it, None)]
+    for members in hand_out_order([new[i:i + step] for i in range(0, len(new), step)], lambda m: m):
+        chunk = [it for it in members if plan(it, None)]
         if chunk:
             hand(ShardTask(new_shard_key([it.id for it in chunk]), chunk))
     return tasks, done
+
+
+def hand_out_order(shards: list[T], items_of: Callable[[T], list[Item]]) -> list[T]:
+    """The order shards go to the workers, by the bytes of their media files: the smallest first (its result, or
+    the error of a bad setting, comes soonest), then the largest first (a long film handed out last would run
+    alone at the end while the other workers idle). Equal sizes keep their order; which items a shard holds never
+    depends on it."""
+    def size(shard) -> int:
+        total = 0
+        for it in items_of(shard):
+            try:
+                total += os.stat(it.media).st_size if it.media else 0
+            except OSError:  # planning fails the item and names the file
+                pass
+        return total
+    if not shards:
+        return []
+    sizes = [size(s) for s in shards]
+    first = min(range(len(shards)), key=lambda i: (sizes[i], i))
+    rest = sorted((i for i in range(len(shards)) if i != first), key=lambda i: (-sizes[i], i))
+    return [shards[i] for i in (first, *rest)]
