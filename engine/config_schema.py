@@ -52,7 +52,7 @@ class Run(Section):
     workers: Count = 0
     max_task_retries: Count = 2
     max_restarts: Count = 4
-    in_flight_per_worker: Positive = 2
+    in_flight_per_worker: Positive = 1
     items_per_task: dict[str, Positive] = Field(default_factory=lambda: {"stream": 1, "static": 8})
     half_precision: bool = True
     model_threads: Count = 0

@@ -200,6 +200,56 @@ def test_planning_hands_each_shard_over_as_soon_as_its_items_are_hashed(tmp_path
     assert tasks[0].key == index["Film 0"][0] and handed[0][1] == ["Film 0", "Film 4"]
 
 
+class _Actors:
+    """Actors of a run (``run_tasks``'s pool) whose ``process`` waits the seconds the task's key names, then
+    answers with its pid: real Ray actors, no models, so that only the order of dispatch is under test."""
+
+    def __init__(self, n: int):
+        import ray
+
+        @ray.remote(num_cpus=0)
+        class Waiter:
+            def process(self, task, progress=None):
+                import time
+
+                from engine.records import ItemResult
+                time.sleep(float(task.key.split("/")[1]))
+                return [ItemResult(id=it.id, status="ok", worker_pid=os.getpid()) for it in task.items]
+
+        self.n, self.actors = n, [Waiter.remote() for _ in range(n)]
+
+    def replace(self, a):  # pragma: no cover - no actor dies here
+        raise AssertionError("an actor died")
+
+    def close(self):
+        import ray
+        for actor in self.actors:
+            ray.kill(actor)
+
+
+def test_each_task_goes_to_the_first_actor_free_never_behind_a_long_one(ray_address):
+    """Two actors, a long task then two short ones: the first two go one to each actor (not both to the first,
+    which left the other idle: 2,000 clips in two shards ran on one of two actors), and the third goes to the actor
+    that freed first instead of waiting behind the long one. With ``in_flight_per_worker: 2`` each actor still
+    gets one task before any gets a second."""
+    from engine.pipeline.plan import ShardTask
+    from engine.pipeline.runner import run_tasks
+    from engine.records import Item, RunPlan
+
+    def task(name, seconds):
+        return ShardTask(f"{name}/{seconds}", [Item(name, "stream", "en", None, name, 1.0)])
+
+    def pids(tasks, in_flight=None):
+        kw = {} if in_flight is None else {"in_flight_per_worker": in_flight}
+        results = run_tasks(tasks, RunPlan(out="", split="stream", groups=[], decode={}), workers=2, max_restarts=0,
+                            max_task_retries=0, pool=_Actors(2), **kw)
+        return {r.id: r.worker_pid for r in results}
+    got = pids([task("long", 2.0), task("short1", 0.1), task("short2", 0.1)])
+    assert got["short1"] != got["long"] and got["short2"] == got["short1"], got
+    got = pids([task("long", 0.5), task("short1", 0.1)], in_flight=2)
+    assert got["short1"] != got["long"], got
+
+
 def test_a_touched_but_unchanged_file_is_republished_once_then_recognised(corpus, tmp_path, run_extract,
                                                                           monkeypatch):
     out = tmp_path / "out"

@@ -74,7 +74,7 @@ class Launch:
                 bar = tqdm(total=total, unit="item", desc=f"extract {self.plan.split}", file=sys.stderr)
             return run_tasks(tasks, self.plan, workers=self.workers, max_restarts=int(self.cfg.get("max_restarts", 4)),
                              max_task_retries=int(self.cfg.get("max_task_retries", 2)),
-                             in_flight_per_worker=int(self.cfg.get("in_flight_per_worker", 2)),
+                             in_flight_per_worker=int(self.cfg.get("in_flight_per_worker", 1)),
                              on_result=self._on_result(bar), timings=self.timings, pool=self.pool,
                              on_progress=self._on_progress(bar) if bar is not None else None, feed=feed)
         finally:

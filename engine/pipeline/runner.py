@@ -3,7 +3,8 @@ imports Ray.
 
 Ray does the scheduling, restarts and retries (``max_restarts``, ``max_task_retries``, resource requests); this
 module keeps a bounded number of shard tasks in flight per actor (backpressure: the driver holds item specs and
-small results, never features), hands a task out again later when another run holds its shard, and reports
+small results, never features; one by default, so that each task goes to the first actor that is free, never
+queued behind a long film while another actor idles), hands a task out again later when another run holds its shard, and reports
 through hooks (``on_start``, ``on_result``) and :class:`Timings`, which the CLI and the benchmarks use alike.
 """
 from __future__ import annotations
@@ -241,7 +242,7 @@ class TaskFeed:
 
 
 def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts: int, max_task_retries: int,
-              in_flight_per_worker: int = 2, on_result: Callable[[ItemResult], None] | None = None,
+              in_flight_per_worker: int = 1, on_result: Callable[[ItemResult], None] | None = None,
               on_start: Callable[[list], None] | None = None, timings: Timings | None = None,
               on_progress: Callable[[int], None] | None = None, pool: Pool | None = None,
               feed: TaskFeed | None = None) -> list[ItemResult]:
@@ -285,11 +286,12 @@ def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts:
                 time.sleep(0.2)
                 todo.extend(later)
                 later.clear()
-            for a in range(n):
-                while todo and load[a] < in_flight_per_worker:
-                    task = todo.popleft()
-                    busy[actors[a].process.remote(task, progress)] = (task, a, time.perf_counter())
-                    load[a] += 1
+            for level in range(in_flight_per_worker):  # every actor gets a task before any gets another
+                for a in range(n):
+                    if todo and load[a] <= level:
+                        task = todo.popleft()
+                        busy[actors[a].process.remote(task, progress)] = (task, a, time.perf_counter())
+                        load[a] += 1
             if not busy:
                 continue
             # while tasks still come, look again soon: an actor with a free slot should not wait for them
