@@ -188,7 +188,8 @@ def main(argv=None) -> int:
             planned = bg.submit(plan_all)
             try:
                 launch = Launch(plan, cfg.get("run", {}), args.address, args.workers, args.quiet,
-                                max_actors=-(-len(todo) // max(1, shard_items)), t0=t_start)
+                                max_actors=-(-len(todo) // max(1, shard_items)), t0=t_start,
+                                cores_per_worker=dataset.cores_per_worker)
                 ran = launch.run([], feed=feed, expected=len(todo))
             except BaseException:
                 feed.cancel()  # the planner stops at its next task instead of hashing every file
@@ -200,7 +201,7 @@ def main(argv=None) -> int:
         tasks, results = plan_shards(items, groups, index, shard_items, args.force)
         if tasks:
             launch = Launch(plan, cfg.get("run", {}), args.address, args.workers, args.quiet,
-                            max_actors=len(tasks), t0=t_start)
+                            max_actors=len(tasks), t0=t_start, cores_per_worker=dataset.cores_per_worker)
             results += launch.run(tasks)
             timings = launch.timings
     wall = time.perf_counter() - t_start

@@ -565,3 +565,30 @@ def test_static_items_extract_to_pooled_vectors(tmp_path, clip_file):
     z = __import__("zarr").open_group(str(view.shard.path))
     assert z["audio/pooled"].shape == (2, 80) and z["visual/pooled"].shape == (2, 4)
     assert view.pooled("visual") == pytest.approx(np.asarray(view.groups["visual"].features).mean(axis=0), rel=1e-5)
+
+
+def test_the_static_split_runs_one_actor_per_core_and_each_takes_a_shard(tmp_path, clip_file, run_extract):
+    """The CLI on the static split, on a Ray of 2 CPUs without GPUs, default workers: a clip's work is mostly
+    Python, so two one-core actors beat one of two cores; with two shards each actor runs one. Every clip is
+    written, with its pooled vector."""
+    import json
+
+    from engine.reader import open_store
+
+    from .conftest import FAST
+    root = make_checkout(tmp_path / "emos", clip_file)
+    config = tmp_path / "small_shards.yaml"
+    config.write_text("store:\n  shard_items:\n    static: 4\n", encoding="utf-8")
+    out = tmp_path / "out"
+    code, _ = run_extract("--split", "static", "--root", root, "--out", out, "--extractors", FAST,
+                          "--config", config)
+    assert code == 0
+    report = json.loads((out / "static.report.json").read_text())
+    assert report["counts"] == {"ok": 7}
+    store = open_store(out / "static.zarr")
+    assert len(store.items()) == 7 and len(store.shards) == 2
+    pids = {}
+    for item in report["items"]:
+        pids.setdefault(store.item(item["id"]).shard.path.name, set()).add(item["worker_pid"])
+    assert all(len(p) == 1 for p in pids.values()) and len(set.union(*pids.values())) == 2, pids
+    assert store.item("dia0_utt0").pooled("audio").shape == (64,)

@@ -26,6 +26,7 @@ class Dataset:
     clip_level = False      # items are short clips: the store adds one mean vector per modality and item
     shard_items = 1         # items packed per store shard (a setting may override it)
     items_per_task = 1      # items whose audio a worker decodes ahead (run.items_per_task)
+    cores_per_worker = 2    # CPU cores of each actor when there is no GPU and run.workers is 0 (one actor per 2)
 
     def discover(self, root: Path, config: dict) -> list[Item]:  # pragma: no cover - abstract
         """Every item under ``root``, each with its labels or its error (never an exception for one item)."""

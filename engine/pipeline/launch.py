@@ -41,7 +41,7 @@ class Launch:
     """Ray and the actors of one run; :meth:`run` runs the shard tasks on them."""
 
     def __init__(self, plan: RunPlan, run_cfg: dict, address: str | None, workers: int | None, quiet: bool,
-                 max_actors: int, t0: float):
+                 max_actors: int, t0: float, cores_per_worker: int = 2):
         self.plan, self.cfg, self.quiet, self.t0 = plan, run_cfg, quiet, t0
         self.workers = workers or int(run_cfg.get("workers", 0))
         self.timings = Timings()
@@ -50,7 +50,8 @@ class Launch:
         self.timings.ray_start_s = time.perf_counter() - t
         try:  # the actors start importing and loading their models now
             self.pool = Pool(plan, self.workers, int(run_cfg.get("max_restarts", 4)),
-                             int(run_cfg.get("max_task_retries", 2)), max_actors=max_actors)
+                             int(run_cfg.get("max_task_retries", 2)), max_actors=max_actors,
+                             cores_per_worker=cores_per_worker)
         except BaseException:
             self.close()
             raise

@@ -59,13 +59,14 @@ def shutdown_ray() -> None:
     ray.shutdown()
 
 
-def placement(workers: int = 0) -> tuple[int, dict]:
+def placement(workers: int = 0, cores_per_worker: int = 2) -> tuple[int, dict]:
     """How many actors, and the resources of each, from what the cluster has: every actor always fits.
 
     With GPUs, ``n`` actors share them evenly: ``k = ceil(n / gpus)`` actors per GPU, each asking ``1 / k`` of one
     (Ray packs fractional requests inside a single GPU, so 3 actors at 2/3 on 2 GPUs would leave one pending
     forever; at 1/2 they fit). CPUs are shared so that every GPU node can hold its ``k`` actors per GPU. Without
-    GPUs, the largest CPU share is chosen with which the nodes, as they are, hold all ``n`` actors.
+    GPUs, ``n`` is one actor per ``cores_per_worker`` cores unless ``workers`` is given, and the largest CPU share
+    is chosen with which the nodes, as they are, hold all ``n`` actors.
     """
     import math
 
@@ -83,7 +84,7 @@ def placement(workers: int = 0) -> tuple[int, dict]:
         per_gpu = math.ceil(n / gpus)
         cpu = min(r.get("CPU", 0) / (int(r["GPU"]) * per_gpu) for r in nodes if int(r.get("GPU", 0)))
         return n, {"num_gpus": 1 if per_gpu == 1 else share(1 / per_gpu), "num_cpus": share(cpu)}
-    n = workers or max(1, cpus // 2)
+    n = workers or max(1, cpus // max(1, cores_per_worker))
     node_cpus = [c for c in (r.get("CPU", 0) for r in nodes) if c > 0] or [1.0]
     # a node holds floor(its cpus / share) actors: the largest share of the form cpus_i / j that holds all n
     fits = [c / j for c in node_cpus for j in range(1, n + 1)
@@ -171,8 +172,8 @@ class Pool:
     their models, while the driver still hashes media and plans shards."""
 
     def __init__(self, plan: RunPlan, workers: int, max_restarts: int, max_task_retries: int,
-                 max_actors: int | None = None):
-        n, resources = placement(workers)
+                 max_actors: int | None = None, cores_per_worker: int = 2):
+        n, resources = placement(workers, cores_per_worker)
         self.n = max(1, min(n, max_actors or n))  # never more actors than tasks: each loads every model
         plan.threads = plan.threads or max(1, round(resources.get("num_cpus", 1)))
         actor = _actor_class()
