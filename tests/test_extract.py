@@ -184,7 +184,8 @@ def test_planning_hands_each_shard_over_as_soon_as_its_items_are_hashed(tmp_path
                       (["Film 4", "Film 5"], ["Film 2", "Film 3", "Film 4", "Film 5"]),
                       (["Film 0", "Film 1"], [f"Film {k}" for k in range(6)])]
     # "Film 0" and "Film 4" are in the store, each in its own shard, their files touched (hashed again): their
-    # shards go first, the smaller first; then the new ones ("Film 1" alone is the smallest, "Film 5" the largest)
+    # shards go first, the smaller first; then the new ones (the smallest, "Film 2" or "Film 3", both of 1 s, then
+    # the largest first: "Film 5", "Film 1", the other)
     out = tmp_path / "out"
     assert run_extract("--split", "stream", "--root", root, "--out", out, "--extractors", FAST)[0] == 0
     for k in (0, 4):
@@ -213,13 +214,17 @@ class _Actors:
                 import time
 
                 from engine.records import ItemResult
+                if task.key.startswith("die/"):
+                    os._exit(1)
                 time.sleep(float(task.key.split("/")[1]))
                 return [ItemResult(id=it.id, status="ok", worker_pid=os.getpid()) for it in task.items]
 
-        self.n, self.actors = n, [Waiter.remote() for _ in range(n)]
+        self._new = Waiter.remote
+        self.n, self.actors, self.replaced = n, [Waiter.remote() for _ in range(n)], []
 
-    def replace(self, a):  # pragma: no cover - no actor dies here
-        raise AssertionError("an actor died")
+    def replace(self, a):
+        self.replaced.append(a)
+        self.actors[a] = self._new()
 
     def close(self):
         import ray
@@ -244,10 +249,29 @@ def test_each_task_goes_to_the_first_actor_free_never_behind_a_long_one(ray_addr
         results = run_tasks(tasks, RunPlan(out="", split="stream", groups=[], decode={}), workers=2, max_restarts=0,
                             max_task_retries=0, pool=_Actors(2), **kw)
         return {r.id: r.worker_pid for r in results}
-    got = pids([task("long", 2.0), task("short1", 0.1), task("short2", 0.1)])
+    got = pids([task("long", 4.0), task("short1", 0.1), task("short2", 0.1)])
     assert got["short1"] != got["long"] and got["short2"] == got["short1"], got
     got = pids([task("long", 0.5), task("short1", 0.1)], in_flight=2)
     assert got["short1"] != got["long"], got
+
+
+def test_an_actor_that_dies_holding_two_tasks_is_replaced_once(ray_address):
+    """With ``in_flight_per_worker: 2`` a dead actor's two tasks both fail; the actor is replaced once (a second
+    replacement replaced the new, healthy actor and left it running, unknown to the pool), and the next task runs
+    on the replacement."""
+    from engine.pipeline.plan import ShardTask
+    from engine.pipeline.runner import run_tasks
+    from engine.records import Item, RunPlan
+
+    def task(key):
+        return ShardTask(key, [Item(key, "stream", "en", None, key, 1.0)])
+    pool = _Actors(1)
+    results = run_tasks([task("die/0"), task("held/0.1"), task("after/0.1")],
+                        RunPlan(out="", split="stream", groups=[], decode={}), workers=1, max_restarts=0,
+                        max_task_retries=0, pool=pool, in_flight_per_worker=2)
+    status = {r.id: r.status for r in results}
+    assert status == {"die/0": "failed", "held/0.1": "failed", "after/0.1": "ok"}, results
+    assert pool.replaced == [0]
 
 
 def test_a_touched_but_unchanged_file_is_republished_once_then_recognised(corpus, tmp_path, run_extract,

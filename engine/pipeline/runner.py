@@ -3,9 +3,10 @@ imports Ray.
 
 Ray does the scheduling, restarts and retries (``max_restarts``, ``max_task_retries``, resource requests); this
 module keeps a bounded number of shard tasks in flight per actor (backpressure: the driver holds item specs and
-small results, never features; one by default, so that each task goes to the first actor that is free, never
-queued behind a long film while another actor idles), hands a task out again later when another run holds its shard, and reports
-through hooks (``on_start``, ``on_result``) and :class:`Timings`, which the CLI and the benchmarks use alike.
+small results, never features; one by default, so that each task goes to the first actor that is free, never queued
+behind a long film while another actor idles), hands a task out again later when another run holds its shard, and
+reports through hooks (``on_start``, ``on_result``) and :class:`Timings`, which the CLI and the benchmarks use
+alike.
 """
 from __future__ import annotations
 
@@ -291,7 +292,7 @@ def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts:
                 for a in range(n):
                     if todo and load[a] <= level:
                         task = todo.popleft()
-                        busy[actors[a].process.remote(task, progress)] = (task, a, time.perf_counter())
+                        busy[actors[a].process.remote(task, progress)] = (task, a, time.perf_counter(), actors[a])
                         load[a] += 1
             if not busy:
                 continue
@@ -299,14 +300,15 @@ def run_tasks(tasks: list[ShardTask], plan: RunPlan, workers: int, max_restarts:
             ready, _ = ray.wait(list(busy), num_returns=1, timeout=0.2 if planning else 1.0)
             drain()
             for ref in ready:
-                task, a, sent = busy.pop(ref)
+                task, a, sent, actor = busy.pop(ref)
                 load[a] -= 1
                 try:
                     done = ray.get(ref)
                 except (RayActorError, RayTaskError) as exc:  # retries used up: these items fail, the run goes on
                     done = [ItemResult.failed(it, f"{it.id}: worker failed after {max_task_retries} retries "
                                                   f"({type(exc).__name__}) [{it.media}]") for it in task.items]
-                    if isinstance(exc, RayActorError):  # a dead actor is replaced
+                    # a dead actor is replaced, once: its other tasks in flight fail the same way
+                    if isinstance(exc, RayActorError) and pool.actors[a] is actor:
                         pool.replace(a)
                 if timings.first_result_s is None:
                     timings.first_result_s = time.perf_counter() - t_start
