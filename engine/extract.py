@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML merged over configs/extract.yaml")
     p.add_argument("--extractors", help="comma-separated NAME or GROUP=NAME, replacing the config's groups "
                                         "(see --list-extractors)")
-    p.add_argument("--workers", type=int, help="extraction actors (default: one per GPU, else one per 2 CPUs)")
+    p.add_argument("--workers", type=int, help="extraction actors (default: one per GPU, else one per 2 CPUs, "
+                   "one per CPU for the static clips)")
     p.add_argument("--address", help="Ray cluster to join ('auto' or host:port); default: start a local Ray")
     p.add_argument("--force", action="store_true", help="recompute even what the cache says is up to date")
     p.add_argument("--dry-run", action="store_true", help="list items, media, durations and problems; decode "

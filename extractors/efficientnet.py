@@ -24,6 +24,7 @@ import logging
 import os
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 import torch
@@ -150,13 +151,13 @@ class EfficientNetLite0(Extractor):
 
     def use_threads(self, n: int | None) -> None:
         """Given ``n`` threads for its share of ``k``, the ONNX runtime splits each batch over ``n // k`` concurrent
-        calls of its one session (a session runs calls side by side, each on its caller's thread and its own
-        pool); rows come back in order, the same as from one call."""
+        calls of its one session (a session runs calls side by side, each on its caller's thread; with ``k > 1``
+        they also share the session's own pool); rows come back in order, the same as from one call. Called from
+        the thread that calls :meth:`extract`, never beside it: the pool it replaces is idle."""
         if self._session is None:
             return
         self._calls = max(1, (n or 0) // self._share)
         if self._calls - 1 > self._pool_size:
-            from concurrent.futures import ThreadPoolExecutor
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
             self._pool_size = self._calls - 1
@@ -193,7 +194,11 @@ class EfficientNetLite0(Extractor):
             if self._calls > 1 and len(x) > 1:
                 parts = np.array_split(x, min(self._calls, len(x)))
                 rest = [self._pool.submit(self._run, p) for p in parts[1:]]
-                return np.concatenate([self._run(parts[0])] + [f.result() for f in rest])
+                try:
+                    first = self._run(parts[0])
+                finally:  # no call outlives its batch, even when one fails
+                    wait(rest)
+                return np.concatenate([first] + [f.result() for f in rest])
             return self._run(x)
         if self.on_gpu:
             if self.precision == "fp16":

@@ -152,18 +152,22 @@ def test_the_image_encoder_widens_while_the_decoder_waits_and_is_narrowed_after_
     """Small pictures decode faster than one model thread encodes them: the encoder then takes the worker's threads
     (here 2, for a model share of 1), and always for the last frames, once nothing is left to decode. After the
     task it is back on its share, so the next task's decoder does not compete with it; rows are those of a worker
-    that never widens (one thread)."""
+    that never widens (one thread). One film: a task of several short items is never widened (torch runs one
+    thread per op there too)."""
     import torch
     before = torch.get_num_threads()
     root = make_corpus(tmp_path / "emos", FILMS)
-    calls = []
+    calls, short = [], []
     try:
-        wide, store = run(tmp_path, "wide", discover("stream", root), batch=True, threads=2, spy=calls)
-        narrow, ref = run(tmp_path, "narrow", discover("stream", root), batch=True, threads=1)
+        wide, store = run(tmp_path, "wide", discover("stream", root)[:1], batch=True, threads=2, spy=calls)
+        narrow, ref = run(tmp_path, "narrow", discover("stream", root)[:1], batch=True, threads=1)
+        run(tmp_path, "short", discover("stream", root), batch=True, threads=2, spy=short)
     finally:
         torch.set_num_threads(before)
-    assert [r.status for r in wide] == [r.status for r in narrow] == ["ok"] * 3
-    assert 2 in calls and calls[-1] is None, calls
+    assert [r.status for r in wide] == [r.status for r in narrow] == ["ok"]
+    assert short == [], short
+    # widened while frames were still coming, not only for the final flush (the last 2, then None)
+    assert 2 in calls[:-2] and calls[-2:] == [2, None], calls
     assert set(calls) <= {2, None}
     for iid in ref.items():
         np.testing.assert_allclose(np.asarray(store.item(iid).groups["visual"].features),

@@ -195,14 +195,17 @@ class ShardProcessor:
         # a task of many short items on an actor of a few cores runs torch ops one thread each: its parallelism is
         # these threads, and torch's own threads on small tensors beside them oversubscribed the cores (2,000 clips
         # on 2 cores: 40 s, 35 s with one); films (large frames and waves) and actors with more cores than the
-        # task's threads keep the worker's count (one thread made films ~20% slower)
+        # task's threads keep the worker's count (one thread made films ~20% slower); for the same reason the image
+        # encoder is not widened there while the decoder waits
         short = len(live) > 1 and all((j.info.duration_s if j.info else 0.0) < SHORT_ITEM_S for j in live)
-        with _torch_threads(1 if short and 0 < self.plan.threads <= TASK_THREADS else None), \
+        narrow = short and 0 < self.plan.threads <= TASK_THREADS
+        with _torch_threads(1 if narrow else None), \
                 ThreadPoolExecutor(1, thread_name_prefix="text") as text_pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="audio-decode") as pool:
             text = text_pool.submit(run_text, live, self.extractor)
             pump()
-            run_visual(live, self.extractor, d, self.backend, tol, after_item, wide_threads=self.threads)
+            run_visual(live, self.extractor, d, self.backend, tol, after_item,
+                       wide_threads=0 if narrow else self.threads)
             while decoding or waiting:
                 pump(block=True)
             text.result()
