@@ -35,6 +35,8 @@ from .base import Extractor, cache_home, cpu_threads, file_digest, write_whole
 
 # EfficientNet-Lite was trained on inputs scaled to [-1, 1] ((x - 127) / 128)
 _MEAN, _STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
+_MEAN_F32 = np.asarray(_MEAN, np.float32).reshape(1, 3, 1, 1)
+_STD_F32 = np.asarray(_STD, np.float32).reshape(1, 3, 1, 1)
 RUNTIMES = ("onnx", "fp32", "bf16")
 ONNX_OPSET = 17
 EXPORT_VERSION = 1  # of _PooledFeatures and the export call below: part of the cache key of the export
@@ -168,13 +170,30 @@ class EfficientNetLite0(Extractor):
 
     @torch.inference_mode()
     def extract(self, frames: np.ndarray) -> np.ndarray:
-        size = self.image_size
         out = []
         for i in range(0, len(frames), self.spec.batch_size):
-            x = to_float(as_frames(frames[i:i + self.spec.batch_size], self.device))
-            x = normalize(center_crop(resize_short_side(x, size), size), _MEAN, _STD)
-            out.append(self._features(x))
+            out.append(self._features(self._inputs(frames[i:i + self.spec.batch_size])))
         return np.concatenate(out) if out else np.zeros((0, self.spec.dim), np.float32)
+
+    def _inputs(self, frames) -> torch.Tensor:
+        """uint8 ``[B, H, W, 3]`` frames as the network's float32 input ``[B, 3, S, S]``: short side scaled to ``S``,
+        central crop, ``(x / 255 - mean) / std``.
+
+        Frames that already have the short side ``S`` (what ``decode.short_side: auto`` delivers) are cropped while
+        still uint8, so only the ``S x S`` pixels that go in are converted to float: on 224 x 398 frames 0.08 ms a
+        frame instead of 0.54 (both on one core here), the same values bit for bit (each pixel goes through the
+        same float operations)."""
+        size = self.image_size
+        if isinstance(frames, np.ndarray) and frames.ndim == 4 and min(frames.shape[1:3]) == size:
+            h, w = frames.shape[1:3]
+            top, left = (h - size) // 2, (w - size) // 2
+            x = frames[:, top:top + size, left:left + size].transpose(0, 3, 1, 2).astype(np.float32)
+            x /= np.float32(255.0)
+            x -= _MEAN_F32
+            x /= _STD_F32
+            return torch.from_numpy(x).to(self.device)
+        x = to_float(as_frames(frames, self.device))
+        return normalize(center_crop(resize_short_side(x, size), size), _MEAN, _STD)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self._session.run(None, {"x": np.ascontiguousarray(x)})[0]

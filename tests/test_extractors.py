@@ -60,6 +60,23 @@ def test_efficientnet_lite0_is_pretrained_and_deterministic():
     assert np.linalg.norm(g[0] - g[1]) < 0.5 * np.linalg.norm(g[0] - g[2])
 
 
+def test_efficientnet_frames_at_its_input_size_give_the_features_of_the_float_path_bit_for_bit():
+    """Frames decoded at the network's short side are cropped before they become float (the fast path): the store
+    keeps the features of the general path (scale, crop, normalise in float), so nothing cached goes stale."""
+    from extractors.efficientnet import _MEAN, _STD
+    from kernels.image import as_frames, center_crop, normalize, resize_short_side, to_float
+
+    ex = make("efficientnet_lite0")
+    for shape in [(3, 224, 398, 3), (2, 398, 224, 3), (2, 224, 224, 3), (2, 225, 301, 3)]:
+        f = np.random.default_rng(len(shape) + shape[1]).integers(0, 256, shape, dtype=np.uint8)
+        general = normalize(center_crop(resize_short_side(to_float(as_frames(f)), 224), 224), _MEAN, _STD)
+        fast = ex._inputs(f)
+        assert fast.shape == general.shape == (shape[0], 3, 224, 224)
+        assert fast.dtype == general.dtype and bool((fast == general).all()), shape
+    f = textured(3, 224, 300)
+    np.testing.assert_array_equal(ex.extract(f), ex._features(ex._inputs(f[:, :, 38:262].copy())))
+
+
 def textured(n=4, h=120, w=160, seed=0):
     """Frames that look like video to a CNN (unlike noise or flat colour): smooth 1/f texture, hard-edged shapes."""
     rng = np.random.default_rng(seed)
