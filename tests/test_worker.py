@@ -19,8 +19,9 @@ FILMS = {f"Clip {k}": ("en" if k % 2 else "zh", f"Clip {k}", [("A short line.", 
          for k in range(3)}
 
 
-def run(tmp_path, name, items, batch, threads=0, spy=None):
-    """The items through one worker; ``spy``: a list that hears each ``use_threads`` of the image encoder."""
+def run(tmp_path, name, items, batch, threads=0, spy=None, loading=False):
+    """The items through one worker; ``spy``: a list that hears each ``use_threads`` of the image encoder;
+    ``loading``: the worker's model loader (:meth:`ShardProcessor.load_all`, an actor's) is still at work."""
     out = tmp_path / name
     FeatureStore(out, "stream").create()
     plan = RunPlan(out=str(out), split="stream", groups=make_groups(load_config(), "efficientnet_lite0,e5_small"),
@@ -30,6 +31,8 @@ def run(tmp_path, name, items, batch, threads=0, spy=None):
         ex = proc.extractor(next(g for g in plan.groups if g.modality == "visual"))
         use = ex.use_threads
         ex.use_threads = lambda n: (spy.append(n), use(n))[1]
+    if loading:
+        proc._warming.set()
     # together: one shard, the items share encoder batches; alone: one shard (and one batch) per item
     results = process_items(proc, items, shard_items=len(items) if batch else 1)
     return results, open_store(out / "stream.zarr")
@@ -172,3 +175,62 @@ def test_the_image_encoder_widens_while_the_decoder_waits_and_is_narrowed_after_
     for iid in ref.items():
         np.testing.assert_allclose(np.asarray(store.item(iid).groups["visual"].features),
                                    np.asarray(ref.item(iid).groups["visual"].features), rtol=0, atol=1e-5)
+
+
+def test_the_image_encoder_keeps_its_share_while_the_worker_still_loads_models(tmp_path):
+    """An actor's first task starts while its model loader still imports torch and loads the other models on the
+    other core: the image encoder is not widened then (it would take that core too), only narrowed at the end."""
+    calls = []
+    results, _ = run(tmp_path, "loading", discover("stream", make_corpus(tmp_path / "emos", FILMS))[:1],
+                     batch=True, threads=2, spy=calls, loading=True)
+    assert [r.status for r in results] == ["ok"]
+    assert calls == [None], calls
+
+
+_NO_TORCH = """
+import json, sys, threading
+import numpy as np
+import extractors as registry
+from extractors.base import set_cpu_threads
+from engine.pipeline.worker import ShardProcessor
+from engine.records import RunPlan
+proc = ShardProcessor(RunPlan(out=sys.argv[1], split="stream", groups=[], decode={"backend": "pyav", "device": "cpu"},
+                                threads=1))  # the decode settings the driver resolves on a CPU machine
+set_cpu_threads(1)  # what the worker sets for its models' own pools
+ex = registry.create(registry.get_spec("efficientnet_lite0"))
+ex.setup()
+ex.begin_item()
+rows = ex.extract(np.zeros((3, 224, 300, 3), np.uint8))
+before = "torch" in sys.modules
+seen = []
+t = threading.Thread(target=lambda: seen.append(__import__("torch").get_num_threads()))
+t.start()
+t.join()
+import torch
+print(json.dumps([list(rows.shape), before, seen[0], torch.get_num_threads(), proc.threads]))
+"""
+
+
+def test_a_worker_encodes_its_first_frames_before_torch_is_imported_and_torch_gets_its_thread_count(tmp_path):
+    """An actor imports torch in its model loader while its first task decodes and encodes frames: the ONNX image
+    encoder (its export cached) loads and runs on frames at its input size without torch, and torch, imported
+    later by any thread, runs with the worker's thread count (1 here: not torch's default on several cores) in
+    every thread."""
+    import os
+    import subprocess
+    import sys
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: torch's default thread count is the worker's")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    for attempt in range(2):  # the first run may have to export the network (with torch) into the cache
+        out = subprocess.run([sys.executable, "-c", _NO_TORCH, str(tmp_path / "out")], capture_output=True,
+                             text=True, env=env, cwd=tmp_path, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+    shape, torch_before, thread_threads, main_threads, worker_threads = json_line(out.stdout)
+    assert shape == [3, 1280] and torch_before is False
+    assert thread_threads == main_threads == worker_threads == 1
+
+
+def json_line(text: str):
+    import json
+    return json.loads(text.strip().splitlines()[-1])

@@ -27,19 +27,22 @@ def check_span(job: Job, kind: str, first_s: float, last_s: float, tolerance_s: 
 
 
 def run_visual(jobs: list[Job], extractor: Callable, decode: dict, backend: str, tolerance_s: float,
-               after_item: Callable[[Job], None] | None = None, wide_threads: int = 0) -> None:
+               after_item: Callable[[Job], None] | None = None, wide_threads: int = 0,
+               may_widen: Callable[[], bool] | None = None) -> None:
     """Decode each item's frames on each visual rate's grid, in a background thread, and encode them.
 
     ``after_item(job)`` is called once an item's frames are all decoded (the decoder goes on with the next ones):
     the caller's chance to do other work of the same thread between items. While the decoder waits (it is a full
     queue ahead of the encoders, or done), the stateless encoders may use ``wide_threads`` (the worker's threads;
     0: never widened) instead of their share: small pictures decode faster than one model thread encodes them, and
-    the decoder's cores would idle. They are narrowed when the decoder works again, and when the run ends.
+    the decoder's cores would idle. They are narrowed when the decoder works again, when ``may_widen()`` says no
+    (the worker still loads its other models: their core is not idle), and when the run ends.
     """
     for fps in sorted({g.spec.fps or 0.0 for j in jobs for g in j.needs("visual")}):
         batchers: dict[str, FrameBatcher] = {}
         try:
-            _run_rate(jobs, fps, extractor, decode, backend, tolerance_s, after_item, wide_threads, batchers)
+            _run_rate(jobs, fps, extractor, decode, backend, tolerance_s, after_item, wide_threads, batchers,
+                      may_widen)
         finally:
             if wide_threads:
                 for b in batchers.values():
@@ -47,7 +50,8 @@ def run_visual(jobs: list[Job], extractor: Callable, decode: dict, backend: str,
 
 
 def _run_rate(jobs: list[Job], fps: float, extractor: Callable, decode: dict, backend: str, tolerance_s: float,
-              after_item, wide_threads: int, batchers: dict[str, FrameBatcher]) -> None:
+              after_item, wide_threads: int, batchers: dict[str, FrameBatcher],
+              may_widen: Callable[[], bool] | None = None) -> None:
     todo = [(j, [g for g in j.needs("visual") if (g.spec.fps or 0.0) == fps]) for j in jobs]
     todo = [(j, gs) for j, gs in todo if gs]
 
@@ -69,7 +73,7 @@ def _run_rate(jobs: list[Job], fps: float, extractor: Callable, decode: dict, ba
     gs_of = {id(j): gs for j, gs in todo}
     feed, wide = Prefetch(chunks()), False
     for job, chunk in feed:
-        if wide_threads and feed.producer_waits() != wide:
+        if wide_threads and (feed.producer_waits() and (may_widen is None or may_widen())) != wide:
             wide = not wide
             for b in batchers.values():
                 b.ex.use_threads(wide_threads if wide else None)
@@ -114,7 +118,7 @@ def _run_rate(jobs: list[Job], fps: float, extractor: Callable, decode: dict, ba
             except Exception as exc:
                 job.error = job.error or exc
     for b in batchers.values():
-        if wide_threads:  # the last frames: the decoder is done
+        if wide_threads and (may_widen is None or may_widen()):  # the last frames: the decoder is done
             b.ex.use_threads(wide_threads)
         b.flush()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -43,18 +44,25 @@ class ShardProcessor:
         self._extractors: dict[str, registry.Extractor] = {}
         self.device = plan.device
         self.threads = plan.threads  # the cores this worker keeps busy (0 here: torch's count, read below)
-        try:
-            import torch
-            if plan.threads:
-                torch.set_num_threads(plan.threads)
-            self.threads = torch.get_num_threads()
-        except ImportError:  # pragma: no cover
-            pass
+        if plan.threads and "torch" not in sys.modules:
+            # torch is imported later, by the first thread that needs it (an actor's model loader, while its
+            # first item already decodes and its ONNX image encoder already runs): every thread of it starts
+            # with this count (OpenMP reads it once, as torch loads)
+            os.environ["OMP_NUM_THREADS"] = str(plan.threads)
+        else:
+            try:
+                import torch
+                if plan.threads:
+                    torch.set_num_threads(plan.threads)
+                self.threads = torch.get_num_threads()
+            except ImportError:  # pragma: no cover
+                pass
         set_cpu_threads(model_threads(plan))  # what a model loaded later gives its own pool, whatever torch's count
         self.backend = select_backend(plan.decode.get("backend", "auto"), plan.decode.get("device", "gpu"))
         self._by_name = {g.name: g for g in plan.groups}
         self._progress = None
-        self._loading = threading.RLock()
+        self._loading = {g.name: threading.Lock() for g in plan.groups}  # one per model: none waits on another
+        self._warming = threading.Event()  # set while load_all runs
 
     @property
     def precision(self) -> str:
@@ -63,7 +71,8 @@ class ShardProcessor:
     def extractor(self, group: Group):
         ex = self._extractors.get(group.name)
         if ex is None:
-            with self._loading:  # each model is loaded once per worker (maybe by load_all, in the background)
+            with self._loading[group.name]:  # each model is loaded once per worker (maybe by load_all, in the
+                # background); a model ready early (the ONNX image encoder) never waits for one still loading
                 ex = self._extractors.get(group.name)
                 if ex is None:
                     device = "cpu" if group.spec.device == "cpu" else self.device
@@ -73,12 +82,17 @@ class ShardProcessor:
         return ex
 
     def load_all(self) -> None:
-        """Load every group's model now (an actor does this in a background thread as it starts)."""
-        for g in self.plan.groups:
-            try:
-                self.extractor(g)
-            except Exception:  # the item that needs it reports the error, naming the item
-                log.debug("preloading %s failed", g.name, exc_info=True)
+        """Load every group's model now (an actor does this in a background thread as it starts, and imports torch
+        there: meanwhile the image encoder keeps its share of the cores, see :func:`run_visual`)."""
+        self._warming.set()
+        try:
+            for g in self.plan.groups:
+                try:
+                    self.extractor(g)
+                except Exception:  # the item that needs it reports the error, naming the item
+                    log.debug("preloading %s failed", g.name, exc_info=True)
+        finally:
+            self._warming.clear()
 
     def process(self, task: ShardTask, progress=None) -> list[ItemResult]:
         """Results for the task's items, in their order (status ``busy`` for all when another run holds it).
@@ -205,7 +219,7 @@ class ShardProcessor:
             text = text_pool.submit(run_text, live, self.extractor)
             pump()
             run_visual(live, self.extractor, d, self.backend, tol, after_item,
-                       wide_threads=0 if narrow else self.threads)
+                       wide_threads=0 if narrow else self.threads, may_widen=lambda: not self._warming.is_set())
             while decoding or waiting:
                 pump(block=True)
             text.result()
@@ -284,14 +298,12 @@ def process_items(proc: ShardProcessor, items: list[Item], shard_items: int = 10
 
 @contextmanager
 def _torch_threads(n: int | None):
-    """torch's intra-op thread count set to ``n`` for the block (None: unchanged); the count is the process's."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        n = None
+    """torch's intra-op thread count set to ``n`` for the block (None: unchanged, torch not even imported); the
+    count is the process's."""
     if n is None:
         yield
         return
+    import torch
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
