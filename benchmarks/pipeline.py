@@ -63,7 +63,7 @@ def _stages(ctx: Context, items, media_s: float, other: OtherWork, scratch, plan
     t0 = time.perf_counter()
     frames = {(it.id, fps): list(iter_frames_pyav(it.media, fps or None, short_side=d.get("short_side", 256),
                                                   chunk_frames=d.get("chunk_frames", 32),
-                                                  threads=d.get("threads", 0)))
+                                                  threads=d.get("threads", 0), cores=plan.threads))
               for it in items for fps in fps_set}
     t1 = time.perf_counter()
     tracks = {(it.id, sr): decode_audio(it.media, sr, d.get("audio_chunk_s", 10.0)) for it in items for sr in rates}

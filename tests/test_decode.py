@@ -381,3 +381,25 @@ def test_a_stream_that_breaks_the_prediction_is_decoded_again_after_the_last_fra
     monkeypatch.setattr(pyav, "_LOOKAHEAD", 0)  # no look-ahead: a B-frame's packet comes too late, and is caught
     chunks = list(iter_frames_pyav(str(path), 4.0, short_side=48, chunk_frames=5))
     assert np.concatenate([c.t for c in chunks]).tolist() == want_t.tolist()
+
+
+def test_a_film_decodes_on_the_workers_cores_and_a_short_clip_on_one_thread(tmp_path, monkeypatch):
+    """``decode.threads: 0``: a film's decoder gets the worker's cores (not FFmpeg's own choice, cores + 1 frame
+    threads, which cost more CPU and more time on 2 cores); a clip under 20 s one thread; a set count wins."""
+    from engine.decode import pyav
+    opened, real = [], pyav._open
+    monkeypatch.setattr(pyav, "_open", lambda path: opened.append(real(path)) or opened[-1])
+    film, clip = str(tmp_path / "film.mp4"), str(tmp_path / "clip.mp4")
+    write_media(film, 21.0, fps=10, size=(32, 24), audio_fn=None)
+    write_media(clip, 3.0, fps=10, size=(32, 24), audio_fn=None)
+
+    def threads(path, **kw):
+        opened.clear()
+        frames = iter_frames_pyav(path, 4.0, short_side=0, **kw)
+        next(frames)
+        n = opened[0].streams.video[0].codec_context.thread_count
+        frames.close()
+        return n
+    assert threads(film, cores=3) == 3
+    assert threads(clip, cores=3) == 1
+    assert threads(film, cores=3, threads=2) == 2 and threads(clip, threads=2) == 2

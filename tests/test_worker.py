@@ -234,3 +234,21 @@ def test_a_worker_encodes_its_first_frames_before_torch_is_imported_and_torch_ge
 def json_line(text: str):
     import json
     return json.loads(text.strip().splitlines()[-1])
+
+
+def test_the_worker_gives_its_decoder_its_cores(tmp_path, monkeypatch):
+    """``decode.threads: 0`` reaches the decoder with the worker's thread count as its cores (a film's decoder
+    threads, see tests/test_decode.py)."""
+    import torch
+
+    from engine.pipeline import schedule
+    seen, real = [], schedule.iter_frames
+    monkeypatch.setattr(schedule, "iter_frames", lambda *a, **kw: (seen.append(kw), real(*a, **kw))[1])
+    before = torch.get_num_threads()
+    try:
+        results, _ = run(tmp_path, "cores", discover("stream", make_corpus(tmp_path / "emos", FILMS))[:1],
+                         batch=True, threads=3)
+    finally:
+        torch.set_num_threads(before)
+    assert [r.status for r in results] == ["ok"]
+    assert seen and all(kw["cores"] == 3 and kw["threads"] == 0 for kw in seen), seen

@@ -62,7 +62,8 @@ def _run_rate(jobs: list[Job], fps: float, extractor: Callable, decode: dict, ba
                                          short_side=decode.get("short_side", 256),
                                          upscale=decode.get("upscale", False),
                                          chunk_frames=decode.get("chunk_frames", 32),
-                                         threads=decode.get("threads", 0), device=decode.get("device", "cpu"),
+                                         threads=decode.get("threads", 0), cores=decode.get("cores", 0),
+                                         device=decode.get("device", "cpu"),
                                          device_id=decode.get("device_id", 0), on_fallback=job.fell_back):
                     yield job, chunk
             except Exception as exc:

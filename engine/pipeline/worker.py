@@ -186,6 +186,7 @@ class ShardProcessor:
         - audio decoded ``batch_items`` items ahead, in another thread, and encoded between two items' frames.
         """
         d, tol = dict(self.plan.decode), self.plan.duration_tolerance_s
+        d["cores"] = self.threads  # decode.threads 0: a film's decoder gets the worker's cores (a clip's, one)
         ahead = max(2, self.plan.batch_items)
         live = [j for j in jobs if j.error is None]
         waiting = deque(j for j in live if j.needs("audio"))  # audio not yet decoding
