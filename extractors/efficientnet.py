@@ -186,9 +186,10 @@ class EfficientNetLite0(Extractor):
         still uint8, so only the ``S x S`` pixels that go in are converted to float: on 224 x 398 frames 0.08 ms a
         frame instead of 0.54 (both on one core here), the same values bit for bit (each pixel goes through the
         same float operations), in numpy (so the ONNX runtime encodes a worker's first frames without torch, which
-        that worker may still be importing); other frames (other sizes, tensors from a GPU decoder) in torch."""
+        that worker may still be importing); other frames (other sizes, and every frame on a GPU, where the uint8
+        frames go and the GPU converts them) in torch."""
         size = self.image_size
-        if isinstance(frames, np.ndarray) and frames.ndim == 4 and min(frames.shape[1:3]) == size:
+        if not self.on_gpu and isinstance(frames, np.ndarray) and frames.ndim == 4 and min(frames.shape[1:3]) == size:
             h, w = frames.shape[1:3]
             top, left = (h - size) // 2, (w - size) // 2
             x = frames[:, top:top + size, left:left + size].transpose(0, 3, 1, 2).astype(np.float32)

