@@ -268,3 +268,40 @@ def test_the_worker_gives_its_decoder_its_cores(tmp_path, monkeypatch):
         torch.set_num_threads(before)
     assert [r.status for r in results] == ["ok"]
     assert seen and all(kw["cores"] == 3 and kw["threads"] == 0 for kw in seen), seen
+
+
+def test_models_load_one_at_a_time_while_the_first_task_runs(tmp_path, monkeypatch):
+    """The background loader and a task that needs a model before the loader got to it never run two setups at
+    once (two setups importing one library, transformers, saw each other's half-made modules: "cannot import name
+    'AutoConfig'"), and each model loads once."""
+    import threading
+    import time
+
+    from engine.pipeline import worker
+    running, most, setups = [0], [0], []
+    lock = threading.Lock()
+
+    class Slow:
+        def __init__(self, spec):
+            self.spec = spec
+
+        def setup(self):
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+                setups.append(self.spec.name)
+            time.sleep(0.2)
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(worker.registry, "create", lambda spec, **kw: Slow(spec))
+    groups = make_groups(load_config(), "efficientnet_lite0,logmel,e5_small")
+    proc = ShardProcessor(RunPlan(out=str(tmp_path / "out"), split="stream", groups=groups, decode={}, threads=1))
+    loader = proc.load_in_background()
+    needed = [threading.Thread(target=proc.extractor, args=(g,)) for g in reversed(groups)]
+    for t in needed:
+        t.start()
+    for t in [loader, *needed]:
+        t.join()
+    assert most[0] == 1 and sorted(setups) == sorted(g.spec.name for g in groups), (most, setups)
+    assert all(type(proc.extractor(g)) is Slow for g in groups)

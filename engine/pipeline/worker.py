@@ -62,7 +62,9 @@ class ShardProcessor:
         self.backend = select_backend(plan.decode.get("backend", "auto"), plan.decode.get("device", "gpu"))
         self._by_name = {g.name: g for g in plan.groups}
         self._progress = None
-        self._loading = {g.name: threading.Lock() for g in plan.groups}  # one per model: none waits on another
+        # models load one at a time: two setups importing one library at once (transformers) can each see the other's
+        # half-initialised modules ("cannot import name 'AutoConfig'"); the loader imports torch outside this lock
+        self._loading = threading.RLock()
         self._warming = threading.Event()  # set while the models load in the background (load_in_background)
 
     @property
@@ -72,8 +74,7 @@ class ShardProcessor:
     def extractor(self, group: Group):
         ex = self._extractors.get(group.name)
         if ex is None:
-            with self._loading[group.name]:  # each model is loaded once per worker (maybe by load_all, in the
-                # background); a model ready early (the ONNX image encoder) never waits for one still loading
+            with self._loading:  # each model is loaded once per worker (maybe by load_all, in the background)
                 ex = self._extractors.get(group.name)
                 if ex is None:
                     device = "cpu" if group.spec.device == "cpu" else self.device
@@ -102,9 +103,10 @@ class ShardProcessor:
             self._warming.clear()
 
     def load_in_background(self) -> threading.Thread:
-        """:meth:`load_all` in a thread of its own (an actor's, as it starts): its first task starts meanwhile, and
-        loads the models it needs first itself (a model's lock makes sure it loads once). Until all are in, the
-        image encoder keeps its share of the cores (:func:`run_visual`): the loader holds the others."""
+        """:meth:`load_all` in a thread of its own (an actor's, as it starts): its first task starts meanwhile (a
+        model it needs before the loader got to it, it loads itself; each model loads once, one at a time). Until
+        all are in, the image encoder keeps its share of the cores (:func:`run_visual`): the loader holds the
+        others."""
         self._warming.set()
         loader = threading.Thread(target=self.load_all, daemon=True, name="model-load")
         loader.start()
