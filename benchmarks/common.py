@@ -577,6 +577,7 @@ class Context:
         self.mode = mode
         self._corpora: dict[str, Path] = {}
         self._runs: dict[tuple, dict] = {}
+        self._once: dict[str, object] = {}
         self.generation_s: dict[str, float] = {}
         self._primed = False
 
@@ -592,6 +593,13 @@ class Context:
             dt, self._corpora[name] = timed(make or makers[name])
             self.generation_s[name] = round(dt, 2)
         return self._corpora[name]
+
+    def once(self, key: str, measure: Callable[[], object]):
+        """``measure()``, run the first time ``key`` is asked for and reused after (a measurement two ratios
+        share, such as the stages alone)."""
+        if key not in self._once:
+            self._once[key] = measure()
+        return self._once[key]
 
     @property
     def films(self) -> str:

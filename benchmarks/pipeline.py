@@ -121,10 +121,18 @@ def _stages(ctx: Context, items, media_s: float, other: OtherWork, scratch, plan
             "throughput": {k: media_s / v for k, v in seconds.items()}}
 
 
-def measure(ctx: Context) -> list[Ratio]:
+def cpu_bound(st: dict) -> tuple[int, float, dict[str, float]]:
+    """This machine's cores, the CPU bound (media s per s) and each stage's CPU seconds per media second, from
+    :func:`stages_alone`'s result."""
     import os
+    cores = os.cpu_count() or 1
+    cpu_per_media_s = {k: v / st["media_s"] for k, v in st["cpu_s"].items()}
+    return cores, cores / sum(cpu_per_media_s.values()), cpu_per_media_s
+
+
+def measure(ctx: Context) -> list[Ratio]:
     eng = ctx.engine_run(ctx.films)
-    st = stages_alone(ctx)
+    st = ctx.once("stages", lambda: stages_alone(ctx))
     slowest = min(st["throughput"], key=st["throughput"].get)
     e_tput = eng["media_s"] / eng["wall_s"]
     in_run = eng["media_s"] / max(1e-9, eng["run_s"])
@@ -140,9 +148,7 @@ def measure(ctx: Context) -> list[Ratio]:
         f"for information only (not the ratio): during `run_tasks` the engine reaches {in_run:.1f} media s/s, "
         f"{in_run / st['throughput'][slowest]:.2f} of the slowest stage",
     ]
-    cores = os.cpu_count() or 1
-    cpu_per_media_s = {k: v / st["media_s"] for k, v in st["cpu_s"].items()}
-    bound = cores / sum(cpu_per_media_s.values())
+    cores, bound, cpu_per_media_s = cpu_bound(st)
     bound_notes = [f"{cores} cores; CPU seconds per media second of each stage alone: "
                    + ", ".join(f"{k} {v:.3f}" for k, v in cpu_per_media_s.items())
                    + f"; sum {sum(cpu_per_media_s.values()):.3f}, so the bound is {bound:.1f} media s/s",

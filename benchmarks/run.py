@@ -91,7 +91,8 @@ def results_md(mode: str, info: dict, results: list[Ratio], errors: dict, wall_s
         f"media: moving textured gradients with grain, {m.film_size[0]}x{m.film_size[1]}, 25 fps, H.264 by x264 "
         "veryfast with B-frames + AAC, so decoding costs about what real footage costs); 4x corpus: four copies of "
         "each film (media hard-linked); 60 s and 640 s films: 160x120, cheap near-static picture (engine.media)",
-        *([f"- EmoS-scale film corpus (`speedup_vs_sequential`, `pipeline_efficiency`, `cpu_bound_efficiency`): "
+        *([f"- EmoS-scale film corpus (`speedup_vs_sequential`, `bound_vs_sequential`, `pipeline_efficiency`, "
+           f"`cpu_bound_efficiency`): "
            f"{len(m.emos_films)} films with durations of the release's ({sum(m.emos_films):.0f} s in all, "
            f"{min(m.emos_films):.0f}-{max(m.emos_films):.0f} s), media as the 1x corpus's"] if m.emos_films else []),
         f"- clips: {m.clips} generated static clips (MELD and CH-SIMS v2 release layout, xlsx label tables; 1.2-3.6 s, "
@@ -128,7 +129,8 @@ def results_md(mode: str, info: dict, results: list[Ratio], errors: dict, wall_s
 
 def with_kept(path: Path, fresh: list[Ratio]) -> list[Ratio]:
     """``fresh`` merged into the ratios of a previous ``results.json``, in its order: a ratio measured now replaces
-    the old one, the others are kept with a note naming their run."""
+    the old one, the others are kept with a note naming the run that measured them (a ratio kept once already keeps
+    its note: the previous file only carried it over)."""
     if not path.exists():
         return fresh
     old = json.loads(path.read_text())
@@ -142,7 +144,8 @@ def with_kept(path: Path, fresh: list[Ratio]) -> list[Ratio]:
             merged.append(new.pop(key))
             continue
         r = Ratio(**{k: v for k, v in d.items() if k in fields})
-        r.notes = [when] + [n for n in r.notes if not n.startswith("kept from the run of")]
+        if not _kept(r):
+            r.notes = [when] + r.notes
         merged.append(r)
     return merged + list(new.values())
 

@@ -8,6 +8,11 @@ registry's own, so any difference in the features comes from decoding (the engin
 configured short side with swscale, and resamples audio piece by piece). The outputs are compared row by row
 (rows matched by time): max |difference| and cosine per row; on the shortest film, the frames both pick are also
 compared pixel for pixel at native size. Both run in a fresh process; both times include model loading.
+
+``bound_vs_sequential`` (for information): the CPU bound of ``cpu_bound_efficiency`` (the cores over the stages'
+CPU seconds per media second, each stage alone) against the same loop: the most that any pipeline of these stages
+could gain over it on this machine. The engine's speedup is this times its ``cpu_bound_efficiency``, so where this is
+below 2 / 0.9, a 2x speedup needs the stages themselves to cost less, not a better pipeline.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import Context, Ratio, engine_threads, fmt, items_of, make_plan, media_seconds, run_child
+from .pipeline import cpu_bound, stages_alone
 
 
 def _decode_all(path: str, sample_rate: int | None):
@@ -180,7 +186,21 @@ def measure(ctx: Context) -> list[Ratio]:
                      f"{p['same_times']}, same pixels {p['same_pixels']} (so visual differences come from the "
                      "engine scaling frames to the configured short side at decode time, before the extractor's own "
                      "resize, where the baseline resizes the full-resolution frame once)")
-    return [Ratio("speedup_vs_sequential",
+    st = ctx.once("stages", lambda: stages_alone(ctx))
+    cores, bound, per_stage = cpu_bound(st)
+    ceiling_notes = [
+        f"the CPU bound: {cores} cores over {sum(per_stage.values()):.3f} CPU s per media s (the stages alone, as in "
+        f"`cpu_bound_efficiency`: " + ", ".join(f"{k} {v:.3f}" for k, v in per_stage.items()) + "); the usual loop: "
+        f"{s_tput:.2f} media s/s, i.e. {1 / s_tput:.3f} wall s per media s",
+        f"so `speedup_vs_sequential` >= 2 needs the engine at {2 * s_tput / bound:.2f} or more of its CPU bound "
+        f"(`cpu_bound_efficiency`); it reached {e_tput / bound:.2f} in this run"]
+    return [Ratio("bound_vs_sequential",
+                  "the CPU bound of the engine's stages (as in `cpu_bound_efficiency`) vs the usual loop, same "
+                  f"{ctx.films} corpus: the most any pipeline of these stages can gain over the loop on this machine",
+                  "CPU bound media s/s", bound, "sequential media s/s", s_tput, "media s per wall s", bound / s_tput,
+                  None, ceiling_notes, {"cpu_per_media_s": per_stage},
+                  {"a": st["other_share"], "b": seq["other_share"]}),
+            Ratio("speedup_vs_sequential",
                   f"engine (`engine.extract.main`, extractors {ctx.mode.extractors}) vs the same extractors one item "
                   "at a time in one process, full-resolution RGB decode of every frame, np.save per item and "
                   f"modality; same {ctx.films} corpus, fresh process each",
