@@ -58,3 +58,28 @@ def test_a_local_ray_s_actors_get_the_engine_environment(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     arena, paths = json.loads(out.stdout.strip().splitlines()[-1])
     assert arena == "2" and paths[0] == root
+
+
+def test_a_local_ray_s_monitor_is_stopped_before_ray_shuts_down(tmp_path):
+    """The Ray a run started stops without waiting on its autoscaler monitor, which answers SIGTERM by writing to
+    the GCS that Ray's shutdown stops first (it hung there until Ray killed it a second later): the monitor is
+    gone before Ray's own shutdown begins."""
+    code = (
+        "import json, ray, ray._private.node as nd, ray._private.worker as w\n"
+        "from engine.pipeline.runner import init_ray, shutdown_ray\n"
+        "init_ray(None, quiet=True)\n"
+        "monitors = [p.process for p in w._global_node.all_processes.get('monitor', [])]\n"
+        "alive_then = []\n"
+        "kill_all = nd.Node.kill_all_processes\n"
+        "def spy(self, *a, **k):\n"
+        "    alive_then.extend(m.poll() is None for m in monitors)\n"
+        "    return kill_all(self, *a, **k)\n"
+        "nd.Node.kill_all_processes = spy\n"
+        "shutdown_ray()\n"
+        "print(json.dumps([len(monitors), alive_then, [m.poll() is None for m in monitors]]))\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    n, alive_at_shutdown, alive_after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert n == 1 and alive_at_shutdown == [False] and alive_after == [False]
