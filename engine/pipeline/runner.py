@@ -63,12 +63,12 @@ def shutdown_ray() -> None:
     the monitor stopped first). Nothing autoscales a Ray of our own, so its monitor is stopped first; a joined
     cluster's node starts no processes here, so there is nothing to stop."""
     import ray
-    node = getattr(ray._private.worker, "_global_node", None)
-    if node is not None and node.is_head():
-        try:
+    try:  # Ray's private API: where it changes, Ray's own shutdown stops the monitor, a second slower
+        node = ray._private.worker._global_node
+        if node is not None and node.is_head():
             node.kill_monitor(check_alive=False)
-        except Exception:  # a private method of Ray's: without it, Ray's own shutdown stops the monitor, slower
-            log.debug("could not stop Ray's monitor before its shutdown", exc_info=True)
+    except Exception:
+        log.debug("could not stop Ray's monitor before its shutdown", exc_info=True)
     ray.shutdown()
 
 
