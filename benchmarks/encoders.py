@@ -131,20 +131,11 @@ def efficientnet_runtimes(use_compile: bool) -> tuple[dict[str, Callable], dict[
 
 
 def _openvino_model(net, openvino):
-    """The extractor's ONNX export (the same call as :func:`extractors.efficientnet.onnx_session`) compiled by
-    OpenVINO for the CPU."""
-    import io
-    import warnings
-
-    from extractors.efficientnet import _pooled_features
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(_pooled_features(net).eval(), (torch.zeros(1, 3, SIZE, SIZE),), buf, input_names=["x"],
-                          output_names=["features"], opset_version=17, dynamo=False,
-                          dynamic_axes={"x": {0: "batch"}, "features": {0: "batch"}})
+    """The extractor's ONNX export (:func:`extractors.efficientnet.export_onnx`) compiled by OpenVINO for the
+    CPU."""
+    from extractors.efficientnet import export_onnx
     core = openvino.Core()
-    model = core.read_model(buf.getvalue())
+    model = core.read_model(export_onnx(net, SIZE))
     compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": torch.get_num_threads(),
                                                  "PERFORMANCE_HINT": "LATENCY"})
     req = compiled.create_infer_request()

@@ -36,7 +36,7 @@ _MEAN_F32 = np.asarray(_MEAN, np.float32).reshape(1, 3, 1, 1)
 _STD_F32 = np.asarray(_STD, np.float32).reshape(1, 3, 1, 1)
 RUNTIMES = ("onnx", "fp32", "bf16")
 ONNX_OPSET = 17
-EXPORT_VERSION = 1  # of _pooled_features and the export call below: part of the cache key of the export
+EXPORT_VERSION = 1  # of _pooled_features and export_onnx: part of the cache key of the export
 log = logging.getLogger(__name__)
 
 
@@ -74,19 +74,25 @@ def onnx_session(make_net: Callable, image_size: int, threads: int,
             return _session(model, threads)
         except Exception as exc:  # noqa: BLE001 - a damaged cache file is replaced, whatever the damage
             log.warning("%s: cached ONNX export does not load (%s); exporting it again", path, exc)
-    import torch
-    buf = io.BytesIO()
-    with warnings.catch_warnings():  # the TorchScript exporter warns that it is the legacy one; it is the one that
-        warnings.simplefilter("ignore")  # needs no extra package (the torch.export one needs onnxscript)
-        torch.onnx.export(_pooled_features(make_net()).eval(), (torch.zeros(1, 3, image_size, image_size),), buf,
-                          input_names=["x"], output_names=["features"], opset_version=ONNX_OPSET, dynamo=False,
-                          dynamic_axes={"x": {0: "batch"}, "features": {0: "batch"}})
-    model = buf.getvalue()
+    model = export_onnx(make_net(), image_size)
     session = _session(model, threads)
     if path:
         write_whole(path + ".blake2b", hashlib.blake2b(model, digest_size=16).hexdigest().encode())
         write_whole(path, model)
     return session
+
+
+def export_onnx(net, image_size: int) -> bytes:
+    """``net``'s pooled features as an ONNX model (bytes) taking ``[B, 3, S, S]`` float32 batches; the one export
+    call (``EXPORT_VERSION`` names it in the cache key)."""
+    import torch
+    buf = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter warns that it is the legacy one; it is the one that
+        warnings.simplefilter("ignore")  # needs no extra package (the torch.export one needs onnxscript)
+        torch.onnx.export(_pooled_features(net).eval(), (torch.zeros(1, 3, image_size, image_size),), buf,
+                          input_names=["x"], output_names=["features"], opset_version=ONNX_OPSET, dynamo=False,
+                          dynamic_axes={"x": {0: "batch"}, "features": {0: "batch"}})
+    return buf.getvalue()
 
 
 def _session(model: bytes, threads: int):
@@ -101,7 +107,7 @@ def _session(model: bytes, threads: int):
 
 def export_key(weights_digest: str, image_size: int) -> str:
     """What the ONNX export depends on: the weights, the exporter (torch), the model code, the input size, and this
-    module's export code (``EXPORT_VERSION``: bump it when :func:`_pooled_features` or the export call changes).
+    module's export code (``EXPORT_VERSION``: bump it when :func:`_pooled_features` or :func:`export_onnx` changes).
     Package versions come from their metadata: a worker that finds the export cached never imports torch for it."""
     import importlib.metadata as md
     parts = [weights_digest, md.version("torch"), str(image_size), str(ONNX_OPSET), str(EXPORT_VERSION)]
