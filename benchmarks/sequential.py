@@ -10,7 +10,8 @@ configured short side with swscale, and resamples audio piece by piece). The out
 compared pixel for pixel at native size. Both run in a fresh process; both times include model loading.
 
 ``bound_vs_sequential`` (for information): the CPU bound of ``cpu_bound_efficiency`` (the cores over the stages'
-CPU seconds per media second, each stage alone) against the same loop: the most that any pipeline of these stages
+CPU seconds per media second, each stage alone, measured once per run for both ratios, so ``--only sequential``
+runs the stages too) against the same loop: the most that any pipeline of these stages
 could gain over it on this machine. The engine's speedup is this times its ``cpu_bound_efficiency``, so where this is
 below 2 / 0.9, a 2x speedup needs the stages themselves to cost less, not a better pipeline.
 """
